@@ -1,0 +1,104 @@
+"""The resource API's command side: /api/accounts/ and its actions."""
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.domain import commands
+from accounts.domain.bank_account import ACCOUNT_TYPES, BankAccount
+from techbank_site import bootstrap
+from techbank_site.api.fields import (
+    HolderField,
+    MoneyField,
+    StrictInputSerializer,
+    command_metadata,
+    parse_account_id,
+)
+from techbank_site.api.schema import ERROR_RESPONSES, AccountDetailSerializer
+
+
+def account_detail(account: BankAccount) -> dict:
+    """The account as the command left it (independent of read-model lag)."""
+    return AccountDetailSerializer(
+        {
+            "id": account.id,
+            "holder": account.holder,
+            "account_type": account.account_type,
+            "balance": account.balance,
+            "status": "CLOSED" if account.is_closed else "OPEN",
+            "version": account.version,
+            "opened_at": account.opened_at,
+            "closed_at": account.closed_at,
+        }
+    ).data
+
+
+class AmountSerializer(StrictInputSerializer):
+    amount = MoneyField(help_text='A positive amount with at most 2 decimals, e.g. "125.00".')
+
+
+class AccountOpenApi(APIView):
+    class OpenInputSerializer(StrictInputSerializer):
+        holder = HolderField(max_length=255)
+        account_type = serializers.ChoiceField(choices=ACCOUNT_TYPES)
+        opening_balance = MoneyField(positive=False)
+
+    @extend_schema(
+        tags=["accounts"],
+        operation_id="accounts_open",
+        request=OpenInputSerializer,
+        responses={201: AccountDetailSerializer, **ERROR_RESPONSES},
+    )
+    def post(self, request):
+        serializer = self.OpenInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        account = bootstrap.command_bus().handle(
+            commands.OpenAccount(**serializer.validated_data, metadata=command_metadata(request))
+        )
+        location = request.build_absolute_uri(reverse("account-detail", args=[account.id]))
+        return Response(account_detail(account), status=status.HTTP_201_CREATED, headers={"Location": location})
+
+
+class _AccountCommandApi(APIView):
+    def _handle(self, command) -> Response:
+        return Response(account_detail(bootstrap.command_bus().handle(command)))
+
+
+class AccountDepositApi(_AccountCommandApi):
+    @extend_schema(tags=["accounts"], request=AmountSerializer, responses={200: AccountDetailSerializer, **ERROR_RESPONSES})
+    def post(self, request, account_id: str):
+        """Deposit funds; answers with the account after the deposit."""
+        serializer = AmountSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self._handle(
+            commands.DepositFunds(
+                account_id=parse_account_id(account_id),
+                amount=serializer.validated_data["amount"],
+                metadata=command_metadata(request),
+            )
+        )
+
+
+class AccountWithdrawApi(_AccountCommandApi):
+    @extend_schema(tags=["accounts"], request=AmountSerializer, responses={200: AccountDetailSerializer, **ERROR_RESPONSES})
+    def post(self, request, account_id: str):
+        """Withdraw funds; answers with the account after the withdrawal."""
+        serializer = AmountSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self._handle(
+            commands.WithdrawFunds(
+                account_id=parse_account_id(account_id),
+                amount=serializer.validated_data["amount"],
+                metadata=command_metadata(request),
+            )
+        )
+
+
+class AccountCloseApi(_AccountCommandApi):
+    @extend_schema(tags=["accounts"], request=None, responses={200: AccountDetailSerializer, **ERROR_RESPONSES})
+    def post(self, request, account_id: str):
+        """Close the account; no money moves in or out afterwards."""
+        return self._handle(
+            commands.CloseAccount(account_id=parse_account_id(account_id), metadata=command_metadata(request))
+        )

@@ -1,0 +1,106 @@
+"""The techbank course API's command routes, kept route for route."""
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.domain import commands
+from accounts.domain.bank_account import ACCOUNT_TYPES
+from techbank_site import bootstrap
+from techbank_site.api.errors import techbank_exception_handler
+from techbank_site.api.fields import (
+    HolderField,
+    TechbankMoneyField,
+    StrictInputSerializer,
+    command_metadata,
+    parse_account_id,
+)
+
+MessageSerializer = inline_serializer("TechbankMessage", {"message": serializers.CharField()})
+
+
+class TechbankApi(APIView):
+    """Errors here are {"message"}, with 400 for any refused command, as in techbank."""
+
+    def get_exception_handler(self):
+        return techbank_exception_handler
+
+
+def _message(text: str, code: int = status.HTTP_200_OK, **extra) -> Response:
+    return Response({"message": text, **extra}, status=code)
+
+
+class TechbankAmountSerializer(StrictInputSerializer):
+    amount = TechbankMoneyField()
+
+
+class OpenBankAccountApi(TechbankApi):
+    class InputSerializer(StrictInputSerializer):
+        accountHolder = HolderField()
+        accountType = serializers.ChoiceField(choices=ACCOUNT_TYPES)
+        openingBalance = TechbankMoneyField(positive=False)
+
+    @extend_schema(
+        tags=["techbank API"],
+        request=InputSerializer,
+        responses={
+            201: inline_serializer(
+                "TechbankOpened", {"message": serializers.CharField(), "id": serializers.UUIDField()}
+            ),
+            400: MessageSerializer,
+        },
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        account = bootstrap.command_bus().handle(
+            commands.OpenAccount(
+                holder=data["accountHolder"],
+                account_type=data["accountType"],
+                opening_balance=data["openingBalance"],
+                metadata=command_metadata(request),
+            )
+        )
+        return _message(
+            "Bank account creation request completed successfully!", status.HTTP_201_CREATED, id=str(account.id)
+        )
+
+
+class DepositFundsApi(TechbankApi):
+    @extend_schema(tags=["techbank API"], request=TechbankAmountSerializer, responses={200: MessageSerializer})
+    def put(self, request, account_id: str):
+        serializer = TechbankAmountSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        bootstrap.command_bus().handle(
+            commands.DepositFunds(
+                account_id=parse_account_id(account_id),
+                amount=serializer.validated_data["amount"],
+                metadata=command_metadata(request),
+            )
+        )
+        return _message("Deposit funds request completed successfully!")
+
+
+class WithdrawFundsApi(TechbankApi):
+    @extend_schema(tags=["techbank API"], request=TechbankAmountSerializer, responses={200: MessageSerializer})
+    def put(self, request, account_id: str):
+        serializer = TechbankAmountSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        bootstrap.command_bus().handle(
+            commands.WithdrawFunds(
+                account_id=parse_account_id(account_id),
+                amount=serializer.validated_data["amount"],
+                metadata=command_metadata(request),
+            )
+        )
+        return _message("Withdraw funds request completed successfully!")
+
+
+class CloseBankAccountApi(TechbankApi):
+    @extend_schema(tags=["techbank API"], request=None, responses={200: MessageSerializer})
+    def delete(self, request, account_id: str):
+        bootstrap.command_bus().handle(
+            commands.CloseAccount(account_id=parse_account_id(account_id), metadata=command_metadata(request))
+        )
+        return _message("Bank account closure request successfully completed!")

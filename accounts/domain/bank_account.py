@@ -1,0 +1,146 @@
+"""The BankAccount aggregate: it decides, by the bank's rules, and records events."""
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Iterable
+from uuid import UUID
+
+from accounts.domain import errors
+from accounts.domain.events import (
+    AccountClosed,
+    AccountEvent,
+    AccountOpened,
+    FundsDeposited,
+    FundsWithdrawn,
+)
+from accounts.domain.money import positive_money, to_money
+
+ACCOUNT_TYPES = ("SAVINGS", "CURRENT")
+MAX_HOLDER_LENGTH = 255
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def clean_holder(holder: object) -> str:
+    if not isinstance(holder, str):
+        raise errors.InvalidHolder("holder", "must be a string")
+    holder = holder.strip()
+    if not holder:
+        raise errors.InvalidHolder("holder", "must not be empty")
+    if len(holder) > MAX_HOLDER_LENGTH:
+        raise errors.InvalidHolder("holder", f"must be at most {MAX_HOLDER_LENGTH} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in holder):
+        raise errors.InvalidHolder("holder", "must not contain control characters")
+    return holder
+
+
+def clean_account_type(account_type: object) -> str:
+    if account_type not in ACCOUNT_TYPES:
+        raise errors.InvalidAccountType("account_type", f"must be one of {', '.join(ACCOUNT_TYPES)}")
+    return account_type
+
+
+class BankAccount:
+    """State is rebuilt from events; every change goes through `_record`."""
+
+    def __init__(self, account_id: UUID):
+        self.id = account_id
+        self.version = 0
+        self.holder = ""
+        self.account_type = ""
+        self.balance = Decimal("0.00")
+        self.is_closed = False
+        self.opened_at: datetime | None = None
+        self.closed_at: datetime | None = None
+        self.pending_events: list[AccountEvent] = []
+
+    # -- building --------------------------------------------------------
+    @classmethod
+    def from_history(cls, account_id: UUID, history: Iterable[AccountEvent]) -> "BankAccount":
+        account = cls(account_id)
+        for event in history:
+            account._apply(event)
+        if account.version == 0:
+            raise errors.AccountNotFound(f"No bank account with id {account_id}")
+        return account
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        account_id: UUID,
+        holder: object,
+        account_type: object,
+        opening_balance: object,
+        metadata: dict | None = None,
+    ) -> "BankAccount":
+        holder = clean_holder(holder)
+        account_type = clean_account_type(account_type)
+        opening_balance = to_money(opening_balance, field="opening_balance")
+        if opening_balance < 0:
+            raise errors.InvalidAmount("opening_balance", "must not be negative")
+        account = cls(account_id)
+        account._record(
+            AccountOpened,
+            metadata,
+            holder=holder,
+            account_type=account_type,
+            opening_balance=opening_balance,
+        )
+        return account
+
+    # -- commands --------------------------------------------------------
+    def deposit(self, amount: object, *, metadata: dict | None = None) -> None:
+        amount = positive_money(amount)
+        self.check_account_is_not_closed()
+        self._record(FundsDeposited, metadata, amount=amount)
+
+    def withdraw(self, amount: object, *, metadata: dict | None = None) -> None:
+        amount = positive_money(amount)
+        self.check_account_is_not_closed()
+        self.check_has_sufficient_funds(amount)
+        self._record(FundsWithdrawn, metadata, amount=amount)
+
+    def close(self, *, metadata: dict | None = None) -> None:
+        if self.is_closed:
+            raise errors.AccountAlreadyClosed("This bank account is already closed")
+        self._record(AccountClosed, metadata)
+
+    # -- rules -----------------------------------------------------------
+    def check_account_is_not_closed(self) -> None:
+        if self.is_closed:
+            raise errors.AccountIsClosed("This bank account is closed: no deposits or withdrawals")
+
+    def check_has_sufficient_funds(self, amount: Decimal) -> None:
+        if amount > self.balance:
+            raise errors.InsufficientFunds(
+                f"Insufficient funds: the balance is {self.balance}, the withdrawal was {amount}"
+            )
+
+    # -- events ----------------------------------------------------------
+    def _record(self, event_class: type[AccountEvent], metadata: dict | None, **fields) -> None:
+        event = event_class(
+            account_id=self.id,
+            version=self.version + 1,
+            occurred_at=utc_now(),
+            metadata=dict(metadata or {}),
+            **fields,
+        )
+        self._apply(event)
+        self.pending_events.append(event)
+
+    def _apply(self, event: AccountEvent) -> None:
+        if isinstance(event, AccountOpened):
+            self.holder = event.holder
+            self.account_type = event.account_type
+            self.balance = event.opening_balance
+            self.opened_at = event.occurred_at
+        elif isinstance(event, FundsDeposited):
+            self.balance += event.amount
+        elif isinstance(event, FundsWithdrawn):
+            self.balance -= event.amount
+        elif isinstance(event, AccountClosed):
+            self.is_closed = True
+            self.closed_at = event.occurred_at
+        self.version = event.version

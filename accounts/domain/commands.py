@@ -1,0 +1,48 @@
+"""Commands: what a client asks the bank to do. Imperative names, plain data."""
+from dataclasses import dataclass, field
+from decimal import Decimal
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class CommandMetadata:
+    """Who asked, and the request it came from; copied onto every event."""
+
+    issued_by: str = ""
+    correlation_id: str = ""
+
+    def as_dict(self) -> dict:
+        return {"issued_by": self.issued_by, "correlation_id": self.correlation_id}
+
+
+@dataclass(frozen=True)
+class Command:
+    pass
+
+
+@dataclass(frozen=True)
+class OpenAccount(Command):
+    holder: str
+    account_type: str
+    opening_balance: Decimal | int | str
+    metadata: CommandMetadata = field(default_factory=CommandMetadata)
+
+
+@dataclass(frozen=True)
+class DepositFunds(Command):
+    account_id: UUID
+    amount: Decimal | int | str
+    metadata: CommandMetadata = field(default_factory=CommandMetadata)
+
+
+@dataclass(frozen=True)
+class WithdrawFunds(Command):
+    account_id: UUID
+    amount: Decimal | int | str
+    metadata: CommandMetadata = field(default_factory=CommandMetadata)
+
+
+@dataclass(frozen=True)
+class CloseAccount(Command):
+    account_id: UUID
+    metadata: CommandMetadata = field(default_factory=CommandMetadata)

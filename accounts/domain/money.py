@@ -1,0 +1,43 @@
+"""Money is a Decimal quantized to cents; floats never get in."""
+from decimal import Decimal, InvalidOperation
+
+from accounts.domain.errors import InvalidAmount
+
+CENT = Decimal("0.01")
+MAX_DIGITS = 15
+MAX_AMOUNT = Decimal(10) ** (MAX_DIGITS - 2) - CENT  # 9,999,999,999,999.99
+
+
+def to_money(value: object, *, field: str = "amount") -> Decimal:
+    """Return `value` as a Decimal with two places, or raise InvalidAmount.
+
+    Accepts Decimal, int and numeric strings. Floats are refused: by the time a
+    float exists the cents may already be wrong.
+    """
+    if isinstance(value, bool) or isinstance(value, float):
+        raise InvalidAmount(field, "must be an exact decimal number, not a float")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or any(c in text for c in "eE"):
+            raise InvalidAmount(field, "must be a plain decimal number such as 125.00")
+        value = text
+    if not isinstance(value, (Decimal, int, str)):
+        raise InvalidAmount(field, "must be a number")
+    try:
+        amount = Decimal(value)
+    except (InvalidOperation, ValueError):
+        raise InvalidAmount(field, "must be a number") from None
+    if not amount.is_finite():
+        raise InvalidAmount(field, "must be a finite number")
+    if amount.as_tuple().exponent < -2:
+        raise InvalidAmount(field, "must have at most 2 decimal places")
+    if abs(amount) > MAX_AMOUNT:
+        raise InvalidAmount(field, f"must not exceed {MAX_AMOUNT:,}")
+    return amount.quantize(CENT)
+
+
+def positive_money(value: object, *, field: str = "amount") -> Decimal:
+    amount = to_money(value, field=field)
+    if amount <= 0:
+        raise InvalidAmount(field, "must be greater than 0.00")
+    return amount

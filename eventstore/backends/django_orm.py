@@ -1,0 +1,70 @@
+"""The SQL event store, through the Django ORM (SQLite, MySQL/MariaDB, PostgreSQL)."""
+from typing import Iterator, Sequence
+
+from django.db import IntegrityError, transaction
+
+from eventstore.models import StoredEventRecord
+from eventstore.store import ConcurrencyConflict, EventStore, NewEvent, StoredEvent
+
+
+def _to_stored(record: StoredEventRecord) -> StoredEvent:
+    return StoredEvent(
+        event_id=record.event_id,
+        stream_id=record.stream_id,
+        version=record.version,
+        event_type=record.event_type,
+        data=record.data,
+        occurred_at=record.occurred_at,
+        metadata=record.metadata,
+        position=record.position,
+    )
+
+
+class DjangoEventStore(EventStore):
+    def __init__(self, using: str = "default"):
+        self.using = using
+
+    def _records(self):
+        return StoredEventRecord.objects.using(self.using)
+
+    def append(self, stream_id, expected_version, events: Sequence[NewEvent]):
+        records = [
+            StoredEventRecord(
+                event_id=e.event_id,
+                stream_id=stream_id,
+                version=expected_version + i,
+                event_type=e.event_type,
+                data=e.data,
+                metadata=e.metadata,
+                occurred_at=e.occurred_at,
+            )
+            for i, e in enumerate(events, start=1)
+        ]
+        try:
+            with transaction.atomic(using=self.using):
+                # The unique (stream_id, version) key settles races; this only
+                # refuses an expected version beyond the stream's end (a gap).
+                if expected_version and not self._records().filter(
+                    stream_id=stream_id, version=expected_version
+                ).exists():
+                    raise ConcurrencyConflict(stream_id, expected_version)
+                self._records().bulk_create(records)
+        except IntegrityError:
+            raise ConcurrencyConflict(stream_id, expected_version) from None
+        return [_to_stored(r) for r in records]
+
+    def load_stream(self, stream_id, after_version=0):
+        rows = self._records().filter(stream_id=stream_id, version__gt=after_version).order_by("version")
+        return [_to_stored(r) for r in rows]
+
+    def read_all(self, after_position=0, batch_size=1000) -> Iterator[StoredEvent]:
+        while True:
+            batch = list(self._records().filter(position__gt=after_position).order_by("position")[:batch_size])
+            if not batch:
+                return
+            for record in batch:
+                yield _to_stored(record)
+            after_position = batch[-1].position
+
+    def count_events(self):
+        return self._records().count()

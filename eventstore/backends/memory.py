@@ -1,0 +1,52 @@
+"""An in-memory event store: for unit tests and as the simplest reference backend."""
+import threading
+from typing import Iterator, Sequence
+
+from eventstore.store import ConcurrencyConflict, EventStore, NewEvent, StoredEvent
+
+
+class InMemoryEventStore(EventStore):
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._streams: dict[str, list[StoredEvent]] = {}
+        self._all: list[StoredEvent] = []
+        self._event_ids: set = set()
+
+    def append(self, stream_id, expected_version, events: Sequence[NewEvent]):
+        with self._lock:
+            stream = self._streams.get(stream_id, [])
+            if len(stream) != expected_version:
+                raise ConcurrencyConflict(stream_id, expected_version)
+            if any(e.event_id in self._event_ids for e in events) or len(
+                {e.event_id for e in events}
+            ) != len(events):
+                raise ConcurrencyConflict(stream_id, expected_version)
+            stored = [
+                StoredEvent(
+                    event_id=e.event_id,
+                    stream_id=stream_id,
+                    version=expected_version + i,
+                    event_type=e.event_type,
+                    data=dict(e.data),
+                    occurred_at=e.occurred_at,
+                    metadata=dict(e.metadata),
+                    position=len(self._all) + i,
+                )
+                for i, e in enumerate(events, start=1)
+            ]
+            self._streams[stream_id] = stream + stored
+            self._all.extend(stored)
+            self._event_ids.update(e.event_id for e in events)
+            return stored
+
+    def load_stream(self, stream_id, after_version=0):
+        with self._lock:
+            return [e for e in self._streams.get(stream_id, []) if e.version > after_version]
+
+    def read_all(self, after_position=0, batch_size=1000) -> Iterator[StoredEvent]:
+        with self._lock:
+            snapshot = list(self._all[after_position:])
+        yield from snapshot
+
+    def count_events(self):
+        return len(self._all)

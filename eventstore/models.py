@@ -1,0 +1,25 @@
+from django.db import models
+
+
+class StoredEventRecord(models.Model):
+    """One row per event, never updated. (stream_id, version) is the concurrency guard."""
+
+    position = models.BigAutoField(primary_key=True)
+    event_id = models.UUIDField(unique=True)
+    stream_id = models.CharField(max_length=64)
+    version = models.PositiveIntegerField()
+    event_type = models.CharField(max_length=100)
+    data = models.JSONField()
+    metadata = models.JSONField(default=dict)
+    occurred_at = models.DateTimeField()
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "event_store"
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["stream_id", "version"], name="event_store_stream_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} v{self.version} of {self.stream_id}"

@@ -1,0 +1,72 @@
+"""The event store's interface: what every backend promises.
+
+A stream is one account's events, versioned 1, 2, 3, ...; the store also keeps
+one global order (`position`) over all streams, for rebuilds and publishing.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterator, Sequence
+from uuid import UUID
+
+
+class ConcurrencyConflict(Exception):
+    """Another writer appended to the stream since it was read."""
+
+    code = "concurrency_conflict"
+
+    def __init__(self, stream_id: str, expected_version: int):
+        self.stream_id = stream_id
+        self.expected_version = expected_version
+        super().__init__(
+            f"Stream {stream_id} is no longer at version {expected_version}: "
+            "another change to it was stored first"
+        )
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event on its way in: the store gives it its version and position."""
+
+    event_id: UUID
+    event_type: str
+    data: dict
+    occurred_at: datetime
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event_id: UUID
+    stream_id: str
+    version: int
+    event_type: str
+    data: dict
+    occurred_at: datetime
+    metadata: dict
+    position: int | None = None  # None only where a backend cannot say at append time
+
+
+class EventStore(abc.ABC):
+    @abc.abstractmethod
+    def append(
+        self, stream_id: str, expected_version: int, events: Sequence[NewEvent]
+    ) -> list[StoredEvent]:
+        """Store `events` as versions expected_version+1, +2, ... all or nothing.
+
+        Raises ConcurrencyConflict if the stream is not at `expected_version`.
+        """
+
+    @abc.abstractmethod
+    def load_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
+        """The stream's events with version > after_version, in version order."""
+
+    @abc.abstractmethod
+    def read_all(self, after_position: int = 0, batch_size: int = 1000) -> Iterator[StoredEvent]:
+        """Every event with position > after_position, in global order."""
+
+    @abc.abstractmethod
+    def count_events(self) -> int:
+        """How many events the store holds, all streams together."""

@@ -1,0 +1,102 @@
+"""The resource API's query side: list, detail, events and ledger of accounts."""
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.domain.bank_account import ACCOUNT_TYPES
+from accounts.domain.errors import AccountNotFound
+from projections import selectors
+from projections.models import AccountStatus
+from techbank_site import bootstrap
+from techbank_site.api.fields import MoneyField, StrictInputSerializer, parse_account_id
+from techbank_site.api.schema import ERROR_RESPONSES, AccountDetailSerializer
+
+
+class Pagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+def _paginated(request, view, queryset, serializer_class) -> Response:
+    paginator = Pagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+def _existing_account_id(account_id: str):
+    account_id = parse_account_id(account_id)
+    if selectors.account_get(account_id=account_id) is None:
+        raise AccountNotFound(f"No bank account with id {account_id}")
+    return account_id
+
+
+class AccountListApi(APIView):
+    class FilterSerializer(StrictInputSerializer):
+        holder = serializers.CharField(required=False)
+        account_type = serializers.ChoiceField(choices=ACCOUNT_TYPES, required=False)
+        status = serializers.ChoiceField(choices=AccountStatus.values, required=False)
+        balance_gt = MoneyField(positive=False, allow_negative=True, required=False)
+        balance_lt = MoneyField(positive=False, allow_negative=True, required=False)
+        page = serializers.IntegerField(min_value=1, required=False)
+        page_size = serializers.IntegerField(min_value=1, max_value=500, required=False)
+
+    @extend_schema(
+        tags=["accounts"],
+        operation_id="accounts_list",
+        parameters=[FilterSerializer],
+        responses={200: AccountDetailSerializer(many=True), **ERROR_RESPONSES},
+    )
+    def get(self, request):
+        """Accounts, open and closed, filtered and paginated."""
+        filters = AccountListApi.FilterSerializer(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        criteria = {k: v for k, v in filters.validated_data.items() if k not in ("page", "page_size")}
+        return _paginated(request, self, selectors.account_list(**criteria), AccountDetailSerializer)
+
+
+class AccountDetailApi(APIView):
+    @extend_schema(tags=["accounts"], responses={200: AccountDetailSerializer, **ERROR_RESPONSES})
+    def get(self, request, account_id: str):
+        account = selectors.account_get(account_id=parse_account_id(account_id))
+        if account is None:
+            raise AccountNotFound(f"No bank account with id {account_id}")
+        return Response(AccountDetailSerializer(account).data)
+
+
+class StoredEventSerializer(serializers.Serializer):
+    event_id = serializers.UUIDField()
+    event_type = serializers.CharField()
+    version = serializers.IntegerField()
+    occurred_at = serializers.DateTimeField()
+    data = serializers.DictField()
+    metadata = serializers.DictField()
+
+
+class AccountEventsApi(APIView):
+    @extend_schema(tags=["accounts"], responses={200: StoredEventSerializer(many=True), **ERROR_RESPONSES})
+    def get(self, request, account_id: str):
+        """The account's event stream, straight from the event store, in version order."""
+        events = bootstrap.event_store().load_stream(str(parse_account_id(account_id)))
+        if not events:
+            raise AccountNotFound(f"No bank account with id {account_id}")
+        return _paginated(request, self, events, StoredEventSerializer)
+
+
+class LedgerEntrySerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    kind = serializers.CharField()
+    amount = MoneyField(positive=False)
+    balance_after = MoneyField(positive=False, allow_negative=True)
+    occurred_at = serializers.DateTimeField()
+    event_id = serializers.UUIDField()
+
+
+class AccountTransactionsApi(APIView):
+    @extend_schema(tags=["accounts"], responses={200: LedgerEntrySerializer(many=True), **ERROR_RESPONSES})
+    def get(self, request, account_id: str):
+        """The account's ledger: every movement with the balance after it."""
+        account_id = _existing_account_id(account_id)
+        return _paginated(request, self, selectors.ledger_list(account_id=account_id), LedgerEntrySerializer)

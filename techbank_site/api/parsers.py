@@ -1,0 +1,31 @@
+"""JSON in, with numbers kept exact: money never passes through a float."""
+import codecs
+import json
+from decimal import Decimal
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+
+def _exact_number(text: str) -> Decimal:
+    if "e" in text or "E" in text:
+        raise ValueError(f"{text} uses exponent notation; write plain decimals such as 125.00")
+    return Decimal(text)
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number a bank can hold")
+
+
+class DecimalJSONParser(JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        try:
+            return json.load(
+                codecs.getreader(encoding)(stream),
+                parse_float=_exact_number,
+                parse_constant=_refuse_constant,
+            )
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ParseError(f"The request body is not valid JSON: {exc}") from None
