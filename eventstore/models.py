@@ -23,3 +23,13 @@ class StoredEventRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} v{self.version} of {self.stream_id}"
+
+
+class OutboxEntry(models.Model):
+    """An event stored but not yet published; written in the append's transaction."""
+
+    stored_event = models.OneToOneField(StoredEventRecord, on_delete=models.CASCADE, primary_key=True, db_constraint=False)
+
+    class Meta:
+        db_table = "event_store_outbox"
+        ordering = ["stored_event"]

@@ -70,3 +70,13 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def count_events(self) -> int:
         """How many events the store holds, all streams together."""
+
+    # The outbox: every appended event is also recorded as "to publish" in the
+    # same atomic write, so publication can lag but never lose an event.
+    @abc.abstractmethod
+    def unpublished(self, limit: int = 500) -> list[StoredEvent]:
+        """Stored events not yet marked published, oldest first (global order)."""
+
+    @abc.abstractmethod
+    def mark_published(self, event_ids: Sequence[UUID]) -> None:
+        """Take these events out of the outbox; unknown ids are ignored."""

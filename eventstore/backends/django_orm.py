@@ -3,7 +3,7 @@ from typing import Iterator, Sequence
 
 from django.db import IntegrityError, transaction
 
-from eventstore.models import StoredEventRecord
+from eventstore.models import OutboxEntry, StoredEventRecord
 from eventstore.store import ConcurrencyConflict, EventStore, NewEvent, StoredEvent
 
 
@@ -49,6 +49,14 @@ class DjangoEventStore(EventStore):
                 ).exists():
                     raise ConcurrencyConflict(stream_id, expected_version)
                 self._records().bulk_create(records)
+                if any(r.position is None for r in records):
+                    # Backends without RETURNING (MySQL): read the keys back.
+                    positions = dict(
+                        self._records().filter(event_id__in=[r.event_id for r in records]).values_list("event_id", "position")
+                    )
+                    for r in records:
+                        r.position = positions[r.event_id]
+                OutboxEntry.objects.using(self.using).bulk_create([OutboxEntry(stored_event_id=r.position) for r in records])
         except IntegrityError:
             raise ConcurrencyConflict(stream_id, expected_version) from None
         return [_to_stored(r) for r in records]
@@ -68,3 +76,10 @@ class DjangoEventStore(EventStore):
 
     def count_events(self):
         return self._records().count()
+
+    def unpublished(self, limit=500):
+        rows = self._records().filter(outboxentry__isnull=False).order_by("position")[:limit]
+        return [_to_stored(r) for r in rows]
+
+    def mark_published(self, event_ids):
+        OutboxEntry.objects.using(self.using).filter(stored_event__event_id__in=list(event_ids)).delete()

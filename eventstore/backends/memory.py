@@ -11,6 +11,7 @@ class InMemoryEventStore(EventStore):
         self._streams: dict[str, list[StoredEvent]] = {}
         self._all: list[StoredEvent] = []
         self._event_ids: set = set()
+        self._outbox: dict = {}  # event_id -> StoredEvent, insertion (= global) order
 
     def append(self, stream_id, expected_version, events: Sequence[NewEvent]):
         with self._lock:
@@ -37,6 +38,7 @@ class InMemoryEventStore(EventStore):
             self._streams[stream_id] = stream + stored
             self._all.extend(stored)
             self._event_ids.update(e.event_id for e in events)
+            self._outbox.update((e.event_id, e) for e in stored)
             return stored
 
     def load_stream(self, stream_id, after_version=0):
@@ -50,3 +52,12 @@ class InMemoryEventStore(EventStore):
 
     def count_events(self):
         return len(self._all)
+
+    def unpublished(self, limit=500):
+        with self._lock:
+            return list(self._outbox.values())[:limit]
+
+    def mark_published(self, event_ids):
+        with self._lock:
+            for event_id in event_ids:
+                self._outbox.pop(event_id, None)

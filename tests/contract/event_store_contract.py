@@ -140,3 +140,27 @@ class EventStoreContract:
             t.join()
         assert sorted(outcomes) == ["conflict"] * (writers - 1) + ["stored"]
         assert [e.version for e in store.load_stream(account)] == [1, 2]
+
+    def test_appended_events_wait_in_the_outbox_in_global_order(self, store):
+        a, b = stream(), stream()
+        store.append(a, 0, [new_event(), new_event()])
+        store.append(b, 0, [new_event()])
+        waiting = store.unpublished()
+        assert [(e.stream_id, e.version) for e in waiting] == [(a, 1), (a, 2), (b, 1)]
+        assert [e.event_id for e in waiting] == [e.event_id for e in store.read_all()]
+
+    def test_published_events_leave_the_outbox_and_stay_in_the_store(self, store):
+        account = stream()
+        store.append(account, 0, [new_event(), new_event(), new_event()])
+        first_two = [e.event_id for e in store.unpublished(limit=2)]
+        store.mark_published(first_two)
+        assert [e.version for e in store.unpublished()] == [3]
+        store.mark_published(first_two)  # again: harmless
+        assert len(store.load_stream(account)) == 3
+
+    def test_a_refused_append_leaves_nothing_in_the_outbox(self, store):
+        account = stream()
+        store.append(account, 0, [new_event()])
+        with pytest.raises(ConcurrencyConflict):
+            store.append(account, 0, [new_event(), new_event()])
+        assert [e.version for e in store.unpublished()] == [1]
