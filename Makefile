@@ -34,4 +34,4 @@ test: install-dev
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) .test-db.sqlite3*
+	rm -rf $(VENV) .test-db*.sqlite3*

@@ -25,7 +25,9 @@ def command_bus() -> CommandBus:
 
     backend = settings.TECHBANK_EVENT_BUS
     if backend == "inline":
-        publisher = InProcessPublisher(lambda events: project_events(events=events, event_store=event_store()))
+        publisher = InProcessPublisher(
+            event_store(), lambda events: project_events(events=events, event_store=event_store())
+        )
     else:
         raise ValueError(f"TECHBANK_EVENT_BUS={backend!r} is not one of: inline")
     return CommandBus(

@@ -5,29 +5,36 @@ from typing import Callable, Sequence
 from django.db import transaction
 
 from accounts.service_layer.publisher import EventPublisher
-from eventstore.store import StoredEvent
+from eventstore.store import EventStore, StoredEvent
 
 logger = logging.getLogger(__name__)
 
 
 class InProcessPublisher(EventPublisher):
-    """The embedded default: hands stored events straight to the projector.
+    """The embedded default: projects the store's outbox in the request's thread.
 
-    Runs after the event store's transaction commits, so only what is stored
-    is projected. A projection failure is logged, not raised: the command has
-    already happened, and the next event of that account (or a rebuild)
-    brings the read model up to date.
+    It runs after the append has committed, and drains the whole outbox rather
+    than just the events it was handed: whatever an earlier failure left
+    behind goes through too. A projection failure is logged, not raised: the
+    command has already happened, and its events stay in the outbox until the
+    next command (or a rebuild) brings the read model up to date.
     """
 
-    def __init__(self, project: Callable[[Sequence[StoredEvent]], object]):
+    def __init__(self, event_store: EventStore, project: Callable[[Sequence[StoredEvent]], object]):
+        self.event_store = event_store
         self.project = project
 
     def publish(self, events: Sequence[StoredEvent]) -> None:
         if events:
-            transaction.on_commit(lambda: self._project(events))
+            transaction.on_commit(self.drain_outbox)
 
-    def _project(self, events: Sequence[StoredEvent]) -> None:
+    def drain_outbox(self, batch_size: int = 500) -> int:
+        drained = 0
         try:
-            self.project(events)
+            while batch := self.event_store.unpublished(limit=batch_size):
+                self.project(batch)
+                self.event_store.mark_published([e.event_id for e in batch])
+                drained += len(batch)
         except Exception:
-            logger.exception("projection of %d event(s) failed; the read model lags", len(events))
+            logger.exception("projecting the outbox failed; the read model lags until the next command")
+        return drained

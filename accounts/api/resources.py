@@ -40,7 +40,7 @@ class AmountSerializer(StrictInputSerializer):
 
 class AccountOpenApi(APIView):
     class OpenInputSerializer(StrictInputSerializer):
-        holder = HolderField(max_length=255)
+        holder = HolderField()
         account_type = serializers.ChoiceField(choices=ACCOUNT_TYPES)
         opening_balance = MoneyField(positive=False)
 

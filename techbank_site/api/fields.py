@@ -44,9 +44,9 @@ class TechbankMoneyField(MoneyField):
     """The techbank API's money: a JSON number on the wire, exact once parsed."""
 
 
-class HolderField(serializers.CharField):
-    def __init__(self, **kwargs):
-        super().__init__(trim_whitespace=False, allow_blank=True, **kwargs)
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 255, "example": "Ada Lovelace"})
+class HolderField(serializers.Field):
+    """The domain's holder rules (trimmed, 1 to 255 characters, no control characters)."""
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
@@ -55,6 +55,9 @@ class HolderField(serializers.CharField):
             return clean_holder(data)
         except InvalidCommand as exc:
             raise serializers.ValidationError(exc.problem) from None
+
+    def to_representation(self, value):
+        return value
 
 
 class StrictInputSerializer(serializers.Serializer):

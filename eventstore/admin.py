@@ -1,0 +1,13 @@
+"""The event store, for staff who need to see exactly what was recorded. Never editable."""
+from django.contrib import admin
+
+from eventstore.models import StoredEventRecord
+from techbank_site.read_only_admin import ReadOnlyModelAdmin
+
+
+@admin.register(StoredEventRecord)
+class StoredEventAdmin(ReadOnlyModelAdmin):
+    list_display = ("position", "event_type", "stream_id", "version", "occurred_at")
+    list_filter = ("event_type",)
+    search_fields = ("=stream_id", "=event_id")
+    readonly_fields = [f.name for f in StoredEventRecord._meta.fields]

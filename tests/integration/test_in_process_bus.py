@@ -1,0 +1,38 @@
+"""The embedded bus: a command's effect shows in the very next query; a failed projection heals."""
+from decimal import Decimal
+
+import pytest
+
+from projections import services
+from projections.models import AccountSummary
+from techbank_site import bootstrap
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_the_read_model_shows_a_command_in_the_very_next_query(api):
+    account = api.post(
+        "/api/accounts/", {"holder": "Now", "account_type": "SAVINGS", "opening_balance": "1.00"}, format="json"
+    ).json()
+    api.post(f"/api/accounts/{account['id']}/deposits", {"amount": "2.00"}, format="json")
+    assert api.get(f"/api/accounts/{account['id']}/").json()["balance"] == "3.00"
+    assert bootstrap.event_store().unpublished() == []
+
+
+def test_a_failed_projection_keeps_the_events_and_the_next_command_catches_up(api, monkeypatch):
+    account = api.post(
+        "/api/accounts/", {"holder": "Later", "account_type": "SAVINGS", "opening_balance": "1.00"}, format="json"
+    ).json()
+    def broken(summary, event):
+        raise RuntimeError("read database unavailable")
+
+    monkeypatch.setattr(services, "apply_event", broken)
+    response = api.post(f"/api/accounts/{account['id']}/deposits", {"amount": "2.00"}, format="json")
+    assert response.status_code == 200 and response.json()["balance"] == "3.00"  # the command happened
+    assert AccountSummary.objects.get(id=account["id"]).balance == Decimal("1.00")  # the read side lags
+    assert [e.version for e in bootstrap.event_store().unpublished()] == [2]
+
+    monkeypatch.undo()
+    api.post(f"/api/accounts/{account['id']}/deposits", {"amount": "4.00"}, format="json")
+    assert AccountSummary.objects.get(id=account["id"]).balance == Decimal("7.00")
+    assert bootstrap.event_store().unpublished() == []
