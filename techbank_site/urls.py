@@ -20,7 +20,7 @@ techbank_api = [
     path("restoreReadDb", techbank_queries.RestoreReadDbApi.as_view()),
     path("bankAccountLookup/", techbank_queries.AllAccountsLookupApi.as_view()),
     path("bankAccountLookup/byId/<str:account_id>", techbank_queries.AccountByIdLookupApi.as_view()),
-    path("bankAccountLookup/byHolder/<str:holder>", techbank_queries.AccountsByHolderLookupApi.as_view()),
+    path("bankAccountLookup/byHolder/<path:holder>", techbank_queries.AccountsByHolderLookupApi.as_view()),
     path(
         "bankAccountLookup/withBalance/<str:equality_type>/<str:balance>",
         techbank_queries.AccountsWithBalanceLookupApi.as_view(),

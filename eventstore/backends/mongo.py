@@ -105,7 +105,8 @@ def _is_duplicate_key(error: Exception) -> bool:
 class MongoEventStore(EventStore):
     def __init__(self, *, url: str, alias: str = "eventstore"):
         if not uri_parser.parse_uri(url)["database"]:
-            raise ValueError(f"Name the event store's database in the URL's path, e.g. mongodb://host:27017/techbank (got {url})")
+            # The URL itself is left out of the message: it may carry a password.
+            raise ValueError("Name the event store's database in the URL's path, e.g. mongodb://host:27017/techbank")
         self.alias = alias
         # Standard UUIDs (not pymongo's legacy byte order), and aware datetimes.
         mongoengine.connect(alias=alias, host=url, uuidRepresentation="standard", tz_aware=True)

@@ -1,0 +1,70 @@
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from eventstore.backends.mongo import MongoEventStore
+from eventstore.store import NewEvent
+from tests.contract.event_store_contract import EventStoreContract, new_event, stream
+from tests.servers.mongo import mongo_server  # noqa: F401  (the session's server, a pytest fixture)
+
+
+@pytest.fixture
+def store(mongo_server):  # noqa: F811
+    """An empty store on a database of its own."""
+    name = f"techbank_test_{uuid.uuid4().hex[:12]}"
+    store = MongoEventStore(url=f"{mongo_server}/{name}?retryWrites=false", alias=name)
+    yield store
+    store.drop_everything()
+    store.close()
+
+
+class TestMongoEventStore(EventStoreContract):
+    """The shared contract, on the module's `store` fixture."""
+
+
+def test_an_occurred_at_in_another_time_zone_loads_back_as_the_same_instant_in_utc(store):
+    account = stream()
+    paris = timezone(timedelta(hours=2))
+    occurred_at = datetime(2026, 6, 1, 11, 0, 0, 654321, tzinfo=paris)
+    event = NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, occurred_at)
+    store.append(account, 0, [event])
+    [loaded] = store.load_stream(account)
+    assert loaded.occurred_at == event.occurred_at
+    assert loaded.occurred_at.utcoffset() == timedelta(0)
+    assert loaded.occurred_at.microsecond == 654321
+
+
+def test_a_reader_resuming_after_its_last_position_misses_no_concurrent_append(store):
+    writers, appends_each = 4, 15
+    writing = threading.Event()
+    writing.set()
+    seen = []
+
+    def write():
+        account = stream()
+        for version in range(appends_each):
+            store.append(account, version, [new_event()])
+
+    def read():
+        checkpoint = 0
+        while True:
+            still_writing = writing.is_set()
+            for event in store.read_all(after_position=checkpoint):
+                seen.append(event.event_id)
+                checkpoint = event.position
+            if not still_writing:
+                return
+
+    reader = threading.Thread(target=read)
+    threads = [threading.Thread(target=write) for _ in range(writers)]
+    reader.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writing.clear()
+    reader.join(timeout=60)
+    assert seen == [e.event_id for e in store.read_all()]
+    assert len(seen) == writers * appends_each
