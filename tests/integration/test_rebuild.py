@@ -3,7 +3,7 @@ import random
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from projections.models import AccountSummary, LedgerEntry
 from projections.services import read_model_differences
@@ -87,3 +87,16 @@ def test_events_projected_out_of_order_fill_the_gap_from_the_store(api):
     assert project_events(events=[latest], event_store=store) == 4
     assert AccountSummary.objects.get(id=account["id"]).balance == 4
     assert LedgerEntry.objects.count() == 4
+
+
+def test_verify_read_model_passes_on_a_true_read_model_and_names_a_damaged_account(busy_bank):
+    out = StringIO()
+    call_command("verify_read_model", stdout=out)
+    assert "matches" in out.getvalue()
+
+    damaged = AccountSummary.objects.order_by("id").first()
+    AccountSummary.objects.filter(id=damaged.id).update(balance="0.01")
+    out = StringIO()
+    with pytest.raises(CommandError, match="1 account"):
+        call_command("verify_read_model", stdout=out)
+    assert f"differs: {damaged.id}" in out.getvalue()
