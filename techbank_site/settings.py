@@ -94,6 +94,27 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a file too: an in-memory shared-cache database locks whole tables.
     # One per test run, so parallel runs on one checkout never share a file.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+    # MySQL/MariaDB, through mysqlclient (requirements-mysql.txt). Spelled out
+    # rather than left to the server's defaults, which vary: 4-byte UTF-8 (names,
+    # emoji); READ COMMITTED, so each statement sees what other writers committed
+    # (a REPEATABLE READ snapshot would have a retried command reload stale
+    # state); strict mode, so bad data is refused instead of truncated.
+    MYSQL_OPTIONS = {
+        "charset": "utf8mb4",
+        "isolation_level": "read committed",
+        "init_command": "SET sql_mode='STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'",
+    }
+    DATABASES["default"]["OPTIONS"] = {**MYSQL_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
+    # The test database compares text byte for byte, as SQLite and PostgreSQL do
+    # (the server's default *_ci collation finds "Zoë" when asked for "zoe"); create
+    # a real one alike: CREATE DATABASE techbank CHARACTER SET utf8mb4 COLLATE utf8mb4_bin.
+    # One per test run, so parallel runs on one server never drop each other's.
+    DATABASES["default"]["TEST"] = {
+        "NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}",
+        "CHARSET": "utf8mb4",
+        "COLLATION": "utf8mb4_bin",
+    }
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -145,12 +166,31 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Which backends the composition root (techbank_site/bootstrap.py) builds.
-TECHBANK_EVENT_STORE = os.environ.get("TECHBANK_EVENT_STORE", "sql")
-TECHBANK_EVENT_BUS = os.environ.get("TECHBANK_EVENT_BUS", "inline")
+TECHBANK_EVENT_STORE = os.environ.get("TECHBANK_EVENT_STORE", "sql")  # sql | mongo
+TECHBANK_MONGO_URL = os.environ.get("TECHBANK_MONGO_URL", "mongodb://localhost:27017/techbank")
+TECHBANK_EVENT_BUS = os.environ.get("TECHBANK_EVENT_BUS", "inline")  # inline | kafka
+TECHBANK_KAFKA_BOOTSTRAP = os.environ.get("TECHBANK_KAFKA_BOOTSTRAP", "localhost:9092")
+TECHBANK_KAFKA_TOPIC = os.environ.get("TECHBANK_KAFKA_TOPIC", "techbank.account-events")
+TECHBANK_KAFKA_GROUP = os.environ.get("TECHBANK_KAFKA_GROUP", "techbank-projections")
 # How often a command that lost a race for its account is reloaded and retried.
 TECHBANK_COMMAND_MAX_ATTEMPTS = int(os.environ.get("TECHBANK_COMMAND_MAX_ATTEMPTS", "30"))
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/0")
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+CELERY_TASK_IGNORE_RESULT = True
+# Stacks that share one Redis keep apart by queue name.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("TECHBANK_CELERY_QUEUE", "techbank")
+# `celery -A techbank_site worker -B` runs the relay and the projection consumer.
+# `expires` drops runs that waited too long, so a busy worker does not pile them up.
+CELERY_BEAT_SCHEDULE = {
+    "relay-outbox": {"task": "eventstore.tasks.relay_outbox_task", "schedule": 1.0, "options": {"expires": 5}},
+    "consume-events": {
+        "task": "projections.tasks.consume_events_task",
+        "schedule": 5.0,
+        "options": {"expires": 5},
+    },
+}
 
 LOGGING = {
     "version": 1,
