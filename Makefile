@@ -1,10 +1,14 @@
 # TechBank: `make run` serves the embedded stack, `make test` runs the whole suite.
+# Both start from nothing but Python 3.11+: the virtualenv and everything in it
+# are made here. `make test` also installs what the full-stack tests need
+# (mysqlclient and its headers, newman, a compose validator); where that is not
+# possible it says so, and those tests skip, except with CI=true, where they fail.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test install install-dev migrate demo-user clean
+.PHONY: run test test-sqlite test-mariadb install install-dev test-tools migrate demo-user compat clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +25,15 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+node_modules/.installed: package.json package-lock.json
+	@if command -v npm >/dev/null; then npm ci --silent --no-audit --no-fund && touch $@; \
+	else echo "test-tools: npm not found: the Postman (newman) tests will skip"; [ "$$CI" != "true" ]; fi
+
+# Tools the full-stack tests use; each script says what it did in one line.
+test-tools: install-dev node_modules/.installed
+	@scripts/install-mysqlclient.sh $(VENV) || [ "$$CI" != "true" ]
+	@scripts/install-compose-validator.sh || [ "$$CI" != "true" ]
+
 migrate: install
 	$(BIN)/python manage.py migrate --no-input
 
@@ -30,8 +43,21 @@ demo-user: migrate
 run: demo-user
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
-test: install-dev
+# The whole suite on SQLite (the MongoDB- and Kafka-protocol servers are started
+# by the tests), then the database-backed tests again on MariaDB.
+test: test-tools
+	$(BIN)/python -m pytest
+	scripts/test-mariadb.sh tests/integration
+
+test-sqlite: test-tools
 	$(BIN)/python -m pytest
 
+test-mariadb: test-tools
+	scripts/test-mariadb.sh tests/integration
+
+# The techbank users' Postman collection (../shared/compat) against a real server.
+compat: install node_modules/.installed
+	scripts/run-compat.sh
+
 clean:
-	rm -rf $(VENV) .test-db*.sqlite3*
+	rm -rf $(VENV) node_modules .test-db*.sqlite3*

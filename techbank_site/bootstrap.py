@@ -1,12 +1,19 @@
 """The composition root: the one place that picks backends from settings."""
+import os
+import socket
 from functools import cache
 
 from django.conf import settings
 
-from accounts.adapters.publishers import InProcessPublisher
+from accounts.adapters.publishers import InProcessPublisher, RelayNudgePublisher
 from accounts.adapters.repository import BankAccountRepository
 from accounts.service_layer.command_bus import CommandBus
 from eventstore.store import EventStore
+from eventstore.transports.base import EventSubscription, EventTransport
+
+
+def _unknown(setting: str, value: str, choices: str) -> ValueError:
+    return ValueError(f"{setting}={value!r} is not one of: {choices}")
 
 
 @cache
@@ -16,20 +23,41 @@ def event_store() -> EventStore:
         from eventstore.backends.django_orm import DjangoEventStore
 
         return DjangoEventStore()
-    raise ValueError(f"TECHBANK_EVENT_STORE={backend!r} is not one of: sql")
+    if backend == "mongo":
+        from eventstore.backends.mongo import MongoEventStore
+
+        return MongoEventStore(url=settings.TECHBANK_MONGO_URL)
+    raise _unknown("TECHBANK_EVENT_STORE", backend, "sql, mongo")
+
+
+@cache
+def event_transport() -> EventTransport:
+    from eventstore.transports.kafka import KafkaTransport
+
+    return KafkaTransport(settings.TECHBANK_KAFKA_BOOTSTRAP, settings.TECHBANK_KAFKA_TOPIC)
+
+
+def _project(events):
+    from projections.services import project_events
+
+    return project_events(events=events, event_store=event_store())
+
+
+def _nudge_relay():
+    from eventstore.tasks import relay_outbox_task
+
+    relay_outbox_task.apply_async(retry=False)
 
 
 @cache
 def command_bus() -> CommandBus:
-    from projections.services import project_events
-
     backend = settings.TECHBANK_EVENT_BUS
     if backend == "inline":
-        publisher = InProcessPublisher(
-            event_store(), lambda events: project_events(events=events, event_store=event_store())
-        )
+        publisher = InProcessPublisher(event_store(), _project)
+    elif backend == "kafka":
+        publisher = RelayNudgePublisher(_nudge_relay)
     else:
-        raise ValueError(f"TECHBANK_EVENT_BUS={backend!r} is not one of: inline")
+        raise _unknown("TECHBANK_EVENT_BUS", backend, "inline, kafka")
     return CommandBus(
         accounts=BankAccountRepository(event_store()),
         publisher=publisher,
@@ -37,7 +65,43 @@ def command_bus() -> CommandBus:
     )
 
 
+def relay_lock():
+    """One relay at a time across all workers, so the outbox goes out in order."""
+    import redis
+
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=2, socket_timeout=5)
+    return client.lock(f"techbank:relay-outbox:{settings.TECHBANK_KAFKA_TOPIC}", timeout=120)
+
+
+def projection_member_id() -> str:
+    """Stable across restarts (host + pool slot), for static group membership."""
+    from billiard.process import current_process
+
+    index = getattr(current_process(), "index", None)
+    return f"{socket.gethostname()}-projector-{index if index is not None else os.getpid()}"
+
+
+_subscription: EventSubscription | None = None
+
+
+def projection_subscription() -> EventSubscription:
+    global _subscription
+    if _subscription is None:
+        _subscription = event_transport().subscribe(
+            settings.TECHBANK_KAFKA_GROUP, member_id=projection_member_id()
+        )
+    return _subscription
+
+
+def close_projection_subscription() -> None:
+    global _subscription
+    if _subscription is not None:
+        _subscription.close()
+        _subscription = None
+
+
 def reset() -> None:
     """Forget built objects (tests that change settings call this)."""
-    event_store.cache_clear()
-    command_bus.cache_clear()
+    close_projection_subscription()
+    for built in (event_store, event_transport, command_bus):
+        built.cache_clear()

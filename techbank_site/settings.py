@@ -6,6 +6,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -19,15 +20,26 @@ def _secret_key() -> str:
     if key := os.environ.get("TECHBANK_SECRET_KEY"):
         return key
     key_file = BASE_DIR / ".secret_key"
-    if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
-    return key_file.read_text().strip()
+    try:
+        if not key_file.exists():
+            key_file.write_text(secrets.token_urlsafe(50))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip()
+    except OSError as error:
+        raise ImproperlyConfigured(
+            f"Set TECHBANK_SECRET_KEY: no key in the environment, and {key_file} cannot be kept ({error})."
+        ) from None
 
 
 SECRET_KEY = _secret_key()
 DEBUG = env_flag("TECHBANK_DEBUG")
 ALLOWED_HOSTS = os.environ.get("TECHBANK_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver").split(",")
+# Behind a TLS-terminating proxy: the origins the admin's forms are posted from
+# (e.g. https://bank.example.com), and trust its X-Forwarded-Proto header.
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("TECHBANK_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+if env_flag("TECHBANK_BEHIND_TLS_PROXY"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -38,3 +38,24 @@ class InProcessPublisher(EventPublisher):
         except Exception:
             logger.exception("projecting the outbox failed; the read model lags until the next command")
         return drained
+
+
+class RelayNudgePublisher(EventPublisher):
+    """The Kafka stack: the relay publishes from the outbox; this only wakes it early.
+
+    If the nudge cannot be sent (Redis down), nothing is lost: the relay's
+    periodic run picks the events up.
+    """
+
+    def __init__(self, nudge: Callable[[], object]):
+        self.nudge = nudge
+
+    def publish(self, events: Sequence[StoredEvent]) -> None:
+        if events:
+            transaction.on_commit(self._nudge)
+
+    def _nudge(self) -> None:
+        try:
+            self.nudge()
+        except Exception as exc:  # the request must not fail for a late nudge
+            logger.warning("could not wake the relay (%s); its periodic run will publish", exc)

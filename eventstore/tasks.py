@@ -1,0 +1,28 @@
+"""Celery entry point for the relay: thin, the work is in eventstore.relay."""
+import logging
+
+from celery import shared_task
+
+from eventstore.relay import relay_outbox
+from eventstore.transports.base import TransportUnavailable
+from techbank_site import bootstrap
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(ignore_result=True)
+def relay_outbox_task() -> int:
+    """Runs every second under beat, and right after each command on the Kafka stack.
+
+    One relay at a time (a Redis lock), so the outbox goes out in order.
+    """
+    lock = bootstrap.relay_lock()
+    if not lock.acquire(blocking=False):
+        return 0
+    try:
+        return relay_outbox(event_store=bootstrap.event_store(), transport=bootstrap.event_transport())
+    except TransportUnavailable as exc:
+        logger.warning("Kafka unavailable, events wait in the outbox: %s", exc)
+        return 0
+    finally:
+        lock.release()

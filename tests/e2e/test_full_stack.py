@@ -1,0 +1,250 @@
+"""The real stack end to end, through HTTP: gunicorn + Celery (worker -B) on
+MongoDB (event store), Kafka (bus), MariaDB (read model) and Redis (Celery).
+
+Every part is a real server over a real connection: the MongoDB- and
+Kafka-protocol test servers are started here; MariaDB and Redis are the
+machine's own. Nothing is faked.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from pymongo import MongoClient
+
+from eventstore.transports.kafka import KafkaTransport
+from tests.servers.kafka import kafka_broker  # noqa: F401 (fixture)
+from tests.servers.mongo import mongo_server  # noqa: F401 (fixture)
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+# The same variable scripts/test-mariadb.sh reads; its database name is replaced by our own.
+MYSQL_URL = os.environ.get("TECHBANK_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/techbank")
+REDIS_URL = os.environ.get("TECHBANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+CATCH_UP_SECONDS = 90
+
+
+def unavailable(reason: str):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: a missing service is a failure)", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mysql_database():
+    try:
+        import MySQLdb
+        from dj_database_url import parse
+
+        server = parse(MYSQL_URL)
+        connection = MySQLdb.connect(
+            host=server["HOST"], port=int(server["PORT"] or 3306), user=server["USER"],
+            passwd=server["PASSWORD"] or "", connect_timeout=3,
+        )
+    except Exception as error:  # noqa: BLE001 - reported in the skip/fail reason
+        unavailable(f"MariaDB/MySQL not reachable at {MYSQL_URL}: {error}")
+    name = f"techbank_e2e_{os.getpid()}"
+    cursor = connection.cursor()
+    cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    try:
+        yield f"{MYSQL_URL.rsplit('/', 1)[0]}/{name}", connection, name
+    finally:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except Exception as error:  # noqa: BLE001
+        unavailable(f"Redis not reachable at {REDIS_URL}: {error}")
+    return REDIS_URL
+
+
+@contextmanager
+def app_process(args: list[str], env: dict, log: Path):
+    """A child process in its own group, always killed (group and all) afterwards."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield process
+    finally:
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def manage(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+class Http:
+    def __init__(self, base: str, token: str):
+        self.base, self.token = base, token
+
+    def __call__(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
+        request = urllib.request.Request(
+            self.base + path,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Token {self.token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, mongo_server, kafka_broker, mysql_database, redis_url):  # noqa: F811
+    database_url, mysql, mysql_name = mysql_database
+    tmp = tmp_path_factory.mktemp("stack")
+    topic = f"techbank.e2e.{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "TECHBANK_EVENT_STORE": "mongo",
+        "TECHBANK_MONGO_URL": f"{mongo_server}/techbank_e2e?retryWrites=false",
+        "TECHBANK_EVENT_BUS": "kafka",
+        "TECHBANK_KAFKA_BOOTSTRAP": kafka_broker,
+        "TECHBANK_KAFKA_TOPIC": topic,
+        "TECHBANK_KAFKA_GROUP": f"e2e-projections-{uuid.uuid4().hex[:6]}",
+        "CELERY_BROKER_URL": redis_url,
+        "TECHBANK_CELERY_QUEUE": f"techbank-e2e-{uuid.uuid4().hex[:8]}",  # runs sharing Redis stay apart
+        "TECHBANK_SECRET_KEY": "e2e-only-" + uuid.uuid4().hex,
+        "DJANGO_SETTINGS_MODULE": "techbank_site.settings",
+    }
+    migrated = manage(env, "migrate", "--no-input", "-v0")
+    assert migrated.returncode == 0, migrated.stderr
+    made = manage(env, "shell", "-v0", "-c", (
+        "from django.contrib.auth import get_user_model\n"
+        "from rest_framework.authtoken.models import Token\n"
+        "print(Token.objects.create(user=get_user_model().objects.create_user('e2e-teller')).key)"
+    ))
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1]
+    port = free_port()
+    web = [PYTHON, "-m", "gunicorn", "techbank_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"]
+    worker = [PYTHON, "-m", "celery", "-A", "techbank_site", "worker", "-B", "--concurrency", "2",
+              "--loglevel", "INFO", "--schedule", str(tmp / "beat-schedule")]
+    with app_process(web, env, tmp / "web.log"), app_process(worker, env, tmp / "worker.log"):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield {
+            "http": Http(f"http://127.0.0.1:{port}", token),
+            "env": env,
+            "topic": topic,
+            "kafka": kafka_broker,
+            "mongo": MongoClient(env["TECHBANK_MONGO_URL"])["techbank_e2e"],
+            "mysql": mysql,
+            "mysql_name": mysql_name,
+            "logs": tmp,
+        }
+
+
+def read_model(stack) -> list[tuple]:
+    cursor = stack["mysql"].cursor()
+    cursor.execute(
+        f"SELECT id, holder, account_type, balance, status, version FROM `{stack['mysql_name']}`.projections_accountsummary ORDER BY id"
+    )
+    stack["mysql"].commit()  # end the read transaction, so the next read sees new commits
+    return list(cursor.fetchall())
+
+
+def logs(stack) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(stack["logs"].glob("*.log")))
+
+
+def test_commands_over_http_reach_mongodb_kafka_and_the_mysql_read_model(stack):
+    http = stack["http"]
+    accounts = {}
+    for n in range(4):
+        status, body = http("POST", "/api/accounts/", {"holder": f"E2E holder {n}", "account_type": "SAVINGS", "opening_balance": "100.00"})
+        assert status == 201, body
+        accounts[body["id"]] = 1
+    ids = list(accounts)
+    for n, account_id in enumerate(ids):
+        assert http("POST", f"/api/accounts/{account_id}/deposits", {"amount": f"{n + 1}.25"})[0] == 200
+        assert http("POST", f"/api/accounts/{account_id}/withdrawals", {"amount": "50.00"})[0] == 200
+        accounts[account_id] += 2
+    status, _ = http("PUT", f"/api/v1/depositFunds/{ids[0]}", {"amount": 10.5})
+    assert status == 200
+    accounts[ids[0]] += 1
+    assert http("POST", f"/api/accounts/{ids[1]}/withdrawals", {"amount": "1000.00"})[0] == 409
+    assert http("POST", f"/api/accounts/{ids[3]}/close")[0] == 200
+    accounts[ids[3]] += 1
+
+    # The events are in MongoDB, versioned 1..n per account.
+    stored = defaultdict(list)
+    for doc in stack["mongo"]["event_store"].find({}, {"stream_id": 1, "version": 1}):
+        stored[doc["stream_id"]].append(doc["version"])
+    assert {k: sorted(v) for k, v in stored.items()} == {k: list(range(1, n + 1)) for k, n in accounts.items()}
+
+    # The MySQL read model catches up through Kafka and the Celery-run consumer.
+    deadline = time.monotonic() + CATCH_UP_SECONDS
+    while time.monotonic() < deadline:
+        if {str(uuid.UUID(row[0])): row[5] for row in read_model(stack)} == accounts:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"read model did not catch up: {read_model(stack)} != {accounts}\n{logs(stack)}")
+    status, body = http("GET", f"/api/accounts/{ids[0]}/")
+    assert body["balance"] == "61.75" and body["version"] == 4
+    assert http("GET", "/api/v1/bankAccountLookup/byId/" + ids[3])[0] == 204  # closed
+
+    # Every event is on the one topic, keyed by its account, in version order.
+    transport = KafkaTransport(stack["kafka"], stack["topic"])
+    subscription = transport.subscribe(f"e2e-check-{uuid.uuid4().hex[:6]}")
+    seen = defaultdict(list)
+    deadline = time.monotonic() + 30
+    try:
+        while sum(map(len, seen.values())) < sum(accounts.values()) and time.monotonic() < deadline:
+            for delivery in subscription.poll(timeout_ms=500):
+                assert delivery.key == delivery.event.stream_id
+                seen[delivery.key].append(delivery.event.version)
+    finally:
+        subscription.close()
+        transport.close()
+    assert dict(seen) == {k: list(range(1, n + 1)) for k, n in accounts.items()}
+
+    # The read model equals a rebuild from the event store.
+    verified = manage(stack["env"], "verify_read_model")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    before = read_model(stack)
+    rebuilt = manage(stack["env"], "rebuild_read_model", "--no-progress")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert f"replayed {sum(accounts.values())} events into 4 accounts" in rebuilt.stdout
+    assert read_model(stack) == before

@@ -1,0 +1,141 @@
+"""The event-bus contract on Kafka, and what only Kafka does: topics, transactions, a broker that is down.
+
+Run against noida-db by default (tests/servers/kafka.py). The tests rely on these
+Kafka behaviours: a key always maps to the same partition; one partition per
+member of a group at a time; committed offsets are where a group resumes, and a
+member that leaves (LeaveGroup) hands its partitions over at once; static
+membership (group.instance.id): a returning instance takes its place at once and
+the old one is fenced; read_committed hides aborted transactions.
+
+noida-db is faithful for all of these. With TECHBANK_KAFKA_TEST_BROKER=tansu the
+same tests run on Tansu, which fails two: it hands a returning static member the
+old member id and never fences the old instance (which can still commit), and it
+ignores read_committed. Tansu also holds every join of an empty group for 3 s,
+so the run takes about a minute there instead of 20 s.
+"""
+import socket
+import time
+import uuid
+
+import pytest
+from kafka import KafkaAdminClient, KafkaProducer
+
+from eventstore.transports.base import TransportUnavailable
+from eventstore.transports.kafka import KafkaTransport
+from tests.contract.event_transport_contract import EventTransportContract, account, group, make_event, receive
+from tests.servers.kafka import configured_broker, running_kafka_broker
+from tests.servers.kafka import kafka_broker  # noqa: F401  (the session's broker, a pytest fixture)
+
+
+def new_topic() -> str:
+    return f"techbank-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def kafka_transport(kafka_broker):  # noqa: F811
+    """A transport on a fresh topic of 3 partitions: no test sees another's messages."""
+    transport = KafkaTransport(kafka_broker, topic=new_topic(), partitions=3)
+    transport.ensure_topic()
+    yield transport
+    transport.close()
+
+
+@pytest.fixture
+def raw_producer(kafka_broker):  # noqa: F811
+    producer = KafkaProducer(bootstrap_servers=kafka_broker, acks="all")
+    yield producer
+    producer.close(timeout=5)
+
+
+class TestKafkaTransport(EventTransportContract):
+    @pytest.fixture
+    def transport(self, kafka_transport):
+        return kafka_transport
+
+    @pytest.fixture
+    def transport_raw_send(self, transport, raw_producer):
+        def send(key: bytes, value: bytes) -> None:
+            raw_producer.send(transport.topic, key=key, value=value).get(timeout=10)
+
+        return send
+
+
+def test_ensure_topic_creates_the_partitions_asked_for_and_leaves_an_existing_topic_alone(
+    kafka_broker,  # noqa: F811
+):
+    transport = KafkaTransport(kafka_broker, topic=new_topic(), partitions=5)
+    transport.ensure_topic()
+    transport.ensure_topic()
+    KafkaTransport(kafka_broker, topic=transport.topic, partitions=2).ensure_topic()
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_broker)
+    try:
+        [described] = admin.describe_topics([transport.topic])
+    finally:
+        admin.close()
+    assert len(described["partitions"]) == 5
+
+
+def test_messages_of_an_aborted_transaction_are_never_delivered(kafka_broker, kafka_transport):  # noqa: F811
+    transport = kafka_transport
+    account_id = account()
+    producer = KafkaProducer(bootstrap_servers=kafka_broker, transactional_id=f"test-{uuid.uuid4().hex[:8]}")
+    try:
+        producer.init_transactions()
+        producer.begin_transaction()
+        producer.send(transport.topic, key=account_id.encode(), value=b"aborted")
+        producer.flush(timeout=10)
+        producer.abort_transaction()
+    finally:
+        producer.close(timeout=5)
+    kept = make_event(account_id, 1)
+    transport.send([kept])
+
+    member = transport.subscribe(group("read-committed"))
+    try:
+        received = receive(member, 1, quiet_seconds=1.0)
+    finally:
+        member.close()
+
+    assert [d.raw for d in received if d.event is None] == []
+    assert [d.event.event_id for d in received] == [kept.event_id]
+
+
+def _unused_address() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"  # closed again: nothing listens there
+
+
+def test_sending_to_a_broker_that_is_down_is_unavailable_within_seconds_by_default():
+    transport = KafkaTransport(_unused_address(), topic="techbank-events")
+    started = time.monotonic()
+    with pytest.raises(TransportUnavailable):
+        transport.send([make_event(account())])
+    assert time.monotonic() - started < 8
+    transport.close()
+
+
+def test_subscribing_to_a_broker_that_is_down_is_unavailable_within_the_configured_timeout():
+    transport = KafkaTransport(_unused_address(), topic="techbank-events", bootstrap_timeout_ms=1000)
+    started = time.monotonic()
+    with pytest.raises(TransportUnavailable):
+        transport.subscribe(group("down"))
+    assert time.monotonic() - started < 3
+
+
+def test_a_broker_that_stops_makes_send_unavailable_within_the_configured_delivery_timeout(
+    kafka_broker,  # noqa: F811  (only so that this test is skipped, or fails in CI, like the others)
+):
+    short = dict(bootstrap_timeout_ms=1000, max_block_ms=1000, request_timeout_ms=1000, delivery_timeout_ms=2000)
+    with running_kafka_broker(configured_broker()) as bootstrap:  # a broker of its own, to stop
+        transport = KafkaTransport(bootstrap, topic=new_topic(), **short)
+        transport.ensure_topic()
+        transport.send([make_event(account())])
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransportUnavailable):
+            transport.send([make_event(account())])
+        assert time.monotonic() - started < 8
+    finally:
+        transport.close()
