@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import dj_database_url
 import pytest
+from tests.servers.processes import unavailable
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,11 +38,6 @@ VALIDATOR_TIMEOUT_SECONDS = 120
 # --- helpers -------------------------------------------------------------------------
 
 
-def _unavailable(reason: str):
-    """Skip locally; on CI a missing prerequisite must not pass silently as a skip."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true, so this is a failure, not a skip)", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +125,7 @@ def _run_config(command: list[str], env_file: Path, env: dict, *args: str) -> su
 def compose_commands() -> list[list[str]]:
     commands = _compose_commands()
     if not commands:
-        _unavailable(
+        unavailable(
             "no Compose implementation to validate docker-compose.yml with (neither `docker compose` "
             "nor `docker-compose`): run scripts/install-compose-validator.sh"
         )

@@ -7,7 +7,6 @@ machine's own. Nothing is faked.
 """
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pymongo import MongoClient
 from eventstore.transports.kafka import KafkaTransport
 from tests.servers.kafka import kafka_broker  # noqa: F401 (fixture)
 from tests.servers.mongo import mongo_server  # noqa: F401 (fixture)
+from tests.servers.processes import free_port, spawn, stop, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -34,16 +34,7 @@ REDIS_URL = os.environ.get("TECHBANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15
 CATCH_UP_SECONDS = 90
 
 
-def unavailable(reason: str):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: a missing service is a failure)", pytrace=False)
-    pytest.skip(reason)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -82,22 +73,12 @@ def redis_url():
 
 @contextmanager
 def app_process(args: list[str], env: dict, log: Path):
-    """A child process in its own group, always killed (group and all) afterwards."""
-    with open(log, "wb") as out:
-        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    """An app process (web, worker) in its own group, always stopped with all its children."""
+    process = spawn(args, log, cwd=ROOT, env=env)
     try:
         yield process
     finally:
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                process.wait(wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop(process)
 
 
 def manage(env: dict, *args: str) -> subprocess.CompletedProcess:

