@@ -65,14 +65,15 @@ class _AccountCommandApi(APIView):
         return Response(account_detail(bootstrap.command_bus().handle(command)))
 
 
-class AccountDepositApi(_AccountCommandApi):
+class _MoneyMovementApi(_AccountCommandApi):
+    command_class: type[commands.DepositFunds] | type[commands.WithdrawFunds]
+
     @extend_schema(tags=["accounts"], request=AmountSerializer, responses={200: AccountDetailSerializer, **ERROR_RESPONSES})
     def post(self, request, account_id: str):
-        """Deposit funds; answers with the account after the deposit."""
         serializer = AmountSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return self._handle(
-            commands.DepositFunds(
+            self.command_class(
                 account_id=parse_account_id(account_id),
                 amount=serializer.validated_data["amount"],
                 metadata=command_metadata(request),
@@ -80,19 +81,16 @@ class AccountDepositApi(_AccountCommandApi):
         )
 
 
-class AccountWithdrawApi(_AccountCommandApi):
-    @extend_schema(tags=["accounts"], request=AmountSerializer, responses={200: AccountDetailSerializer, **ERROR_RESPONSES})
-    def post(self, request, account_id: str):
-        """Withdraw funds; answers with the account after the withdrawal."""
-        serializer = AmountSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        return self._handle(
-            commands.WithdrawFunds(
-                account_id=parse_account_id(account_id),
-                amount=serializer.validated_data["amount"],
-                metadata=command_metadata(request),
-            )
-        )
+class AccountDepositApi(_MoneyMovementApi):
+    """Deposit funds; answers with the account after the deposit."""
+
+    command_class = commands.DepositFunds
+
+
+class AccountWithdrawApi(_MoneyMovementApi):
+    """Withdraw funds; answers with the account after the withdrawal."""
+
+    command_class = commands.WithdrawFunds
 
 
 class AccountCloseApi(_AccountCommandApi):

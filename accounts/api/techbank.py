@@ -67,34 +67,32 @@ class OpenBankAccountApi(TechbankApi):
         )
 
 
-class DepositFundsApi(TechbankApi):
+class _MoneyMovementApi(TechbankApi):
+    command_class: type[commands.DepositFunds] | type[commands.WithdrawFunds]
+    success_message: str
+
     @extend_schema(tags=["techbank API"], request=TechbankAmountSerializer, responses={200: MessageSerializer})
     def put(self, request, account_id: str):
         serializer = TechbankAmountSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         bootstrap.command_bus().handle(
-            commands.DepositFunds(
+            self.command_class(
                 account_id=parse_account_id(account_id),
                 amount=serializer.validated_data["amount"],
                 metadata=command_metadata(request),
             )
         )
-        return _message("Deposit funds request completed successfully!")
+        return _message(self.success_message)
 
 
-class WithdrawFundsApi(TechbankApi):
-    @extend_schema(tags=["techbank API"], request=TechbankAmountSerializer, responses={200: MessageSerializer})
-    def put(self, request, account_id: str):
-        serializer = TechbankAmountSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        bootstrap.command_bus().handle(
-            commands.WithdrawFunds(
-                account_id=parse_account_id(account_id),
-                amount=serializer.validated_data["amount"],
-                metadata=command_metadata(request),
-            )
-        )
-        return _message("Withdraw funds request completed successfully!")
+class DepositFundsApi(_MoneyMovementApi):
+    command_class = commands.DepositFunds
+    success_message = "Deposit funds request completed successfully!"
+
+
+class WithdrawFundsApi(_MoneyMovementApi):
+    command_class = commands.WithdrawFunds
+    success_message = "Withdraw funds request completed successfully!"
 
 
 class CloseBankAccountApi(TechbankApi):
