@@ -5,6 +5,7 @@ import time
 from celery import shared_task
 from celery.signals import worker_process_shutdown
 
+from eventstore.transports.base import TransportUnavailable
 from projections.consumer import consume_batch
 from techbank_site import bootstrap
 
@@ -18,12 +19,17 @@ def consume_events_task(seconds: float = 5.0) -> int:
     Each worker process keeps its own group member between runs, so the
     group does not rebalance every time the task starts.
     """
-    subscription = bootstrap.projection_subscription()
     store = bootstrap.event_store()
     applied = 0
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        applied += consume_batch(subscription=subscription, event_store=store, timeout_ms=500).applied
+    try:
+        while time.monotonic() < deadline:
+            subscription = bootstrap.projection_subscription()
+            applied += consume_batch(subscription=subscription, event_store=store, timeout_ms=500).applied
+    except TransportUnavailable as exc:
+        # Uncommitted messages come back to the next member; start afresh next run.
+        logger.warning("Kafka unavailable, the read model waits: %s", exc)
+        bootstrap.close_projection_subscription()
     return applied
 
 

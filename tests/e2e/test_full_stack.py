@@ -22,7 +22,7 @@ import pytest
 from pymongo import MongoClient
 
 from eventstore.transports.kafka import KafkaTransport
-from tests.servers.kafka import kafka_broker  # noqa: F401 (fixture)
+from tests.servers.kafka import RestartableKafkaBroker, kafka_broker  # noqa: F401 (fixture)
 from tests.servers.mongo import mongo_server  # noqa: F401 (fixture)
 from tests.servers.processes import free_port, spawn, stop, unavailable
 
@@ -38,7 +38,8 @@ CATCH_UP_SECONDS = 90
 
 
 @pytest.fixture(scope="module")
-def mysql_database():
+def mysql_server():
+    """A connection to the MariaDB/MySQL server, and a maker of throwaway databases on it."""
     try:
         import MySQLdb
         from dj_database_url import parse
@@ -50,13 +51,19 @@ def mysql_database():
         )
     except Exception as error:  # noqa: BLE001 - reported in the skip/fail reason
         unavailable(f"MariaDB/MySQL not reachable at {MYSQL_URL}: {error}")
-    name = f"techbank_e2e_{os.getpid()}"
-    cursor = connection.cursor()
-    cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    created = []
+
+    def new_database() -> tuple[str, str]:
+        name = f"techbank_e2e_{os.getpid()}_{len(created)}"
+        connection.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        created.append(name)
+        return f"{MYSQL_URL.rsplit('/', 1)[0]}/{name}", name
+
     try:
-        yield f"{MYSQL_URL.rsplit('/', 1)[0]}/{name}", connection, name
+        yield connection, new_database
     finally:
-        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        for name in created:
+            connection.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
         connection.close()
 
 
@@ -104,18 +111,20 @@ class Http:
             return error.code, json.loads(error.read() or b"null")
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory, mongo_server, kafka_broker, mysql_database, redis_url):  # noqa: F811
-    database_url, mysql, mysql_name = mysql_database
-    tmp = tmp_path_factory.mktemp("stack")
+@contextmanager
+def running_stack(tmp: Path, *, mongo_server: str, kafka_bootstrap: str, mysql_server, redis_url: str):
+    """gunicorn and a Celery worker (-B) on the given servers, with a fresh database, topic and queue."""
+    mysql, new_database = mysql_server
+    database_url, mysql_name = new_database()
+    mongo_database = f"techbank_e2e_{uuid.uuid4().hex[:8]}"
     topic = f"techbank.e2e.{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "TECHBANK_EVENT_STORE": "mongo",
-        "TECHBANK_MONGO_URL": f"{mongo_server}/techbank_e2e?retryWrites=false",
+        "TECHBANK_MONGO_URL": f"{mongo_server}/{mongo_database}?retryWrites=false",
         "TECHBANK_EVENT_BUS": "kafka",
-        "TECHBANK_KAFKA_BOOTSTRAP": kafka_broker,
+        "TECHBANK_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "TECHBANK_KAFKA_TOPIC": topic,
         "TECHBANK_KAFKA_GROUP": f"e2e-projections-{uuid.uuid4().hex[:6]}",
         "CELERY_BROKER_URL": redis_url,
@@ -148,12 +157,21 @@ def stack(tmp_path_factory, mongo_server, kafka_broker, mysql_database, redis_ur
             "http": Http(f"http://127.0.0.1:{port}", token),
             "env": env,
             "topic": topic,
-            "kafka": kafka_broker,
-            "mongo": MongoClient(env["TECHBANK_MONGO_URL"])["techbank_e2e"],
+            "kafka": kafka_bootstrap,
+            "mongo": MongoClient(env["TECHBANK_MONGO_URL"])[mongo_database],
             "mysql": mysql,
             "mysql_name": mysql_name,
             "logs": tmp,
         }
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, mongo_server, kafka_broker, mysql_server, redis_url):  # noqa: F811
+    with running_stack(
+        tmp_path_factory.mktemp("stack"),
+        mongo_server=mongo_server, kafka_bootstrap=kafka_broker, mysql_server=mysql_server, redis_url=redis_url,
+    ) as running:
+        yield running
 
 
 def read_model(stack) -> list[tuple]:
@@ -163,6 +181,36 @@ def read_model(stack) -> list[tuple]:
     )
     stack["mysql"].commit()  # end the read transaction, so the next read sees new commits
     return list(cursor.fetchall())
+
+
+def projected_versions(stack) -> dict[str, int]:
+    return {str(uuid.UUID(row[0])): row[5] for row in read_model(stack)}
+
+
+def wait_for_read_model(stack, expected: dict[str, int]) -> None:
+    deadline = time.monotonic() + CATCH_UP_SECONDS
+    while time.monotonic() < deadline:
+        if projected_versions(stack) == expected:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"read model did not catch up: {read_model(stack)} != {expected}\n{logs(stack)}")
+
+
+def topic_versions(stack, expected_count: int) -> dict[str, list[int]]:
+    """Every message on the stack's topic, read by a fresh group: versions by key."""
+    transport = KafkaTransport(stack["kafka"], stack["topic"])
+    subscription = transport.subscribe(f"e2e-check-{uuid.uuid4().hex[:6]}")
+    seen = defaultdict(list)
+    deadline = time.monotonic() + 30
+    try:
+        while sum(map(len, seen.values())) < expected_count and time.monotonic() < deadline:
+            for delivery in subscription.poll(timeout_ms=500):
+                assert delivery.key == delivery.event.stream_id
+                seen[delivery.key].append(delivery.event.version)
+    finally:
+        subscription.close()
+        transport.close()
+    return dict(seen)
 
 
 def logs(stack) -> str:
@@ -195,31 +243,13 @@ def test_commands_over_http_reach_mongodb_kafka_and_the_mysql_read_model(stack):
     assert {k: sorted(v) for k, v in stored.items()} == {k: list(range(1, n + 1)) for k, n in accounts.items()}
 
     # The MySQL read model catches up through Kafka and the Celery-run consumer.
-    deadline = time.monotonic() + CATCH_UP_SECONDS
-    while time.monotonic() < deadline:
-        if {str(uuid.UUID(row[0])): row[5] for row in read_model(stack)} == accounts:
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail(f"read model did not catch up: {read_model(stack)} != {accounts}\n{logs(stack)}")
+    wait_for_read_model(stack, accounts)
     status, body = http("GET", f"/api/accounts/{ids[0]}/")
     assert body["balance"] == "61.75" and body["version"] == 4
     assert http("GET", "/api/v1/bankAccountLookup/byId/" + ids[3])[0] == 204  # closed
 
     # Every event is on the one topic, keyed by its account, in version order.
-    transport = KafkaTransport(stack["kafka"], stack["topic"])
-    subscription = transport.subscribe(f"e2e-check-{uuid.uuid4().hex[:6]}")
-    seen = defaultdict(list)
-    deadline = time.monotonic() + 30
-    try:
-        while sum(map(len, seen.values())) < sum(accounts.values()) and time.monotonic() < deadline:
-            for delivery in subscription.poll(timeout_ms=500):
-                assert delivery.key == delivery.event.stream_id
-                seen[delivery.key].append(delivery.event.version)
-    finally:
-        subscription.close()
-        transport.close()
-    assert dict(seen) == {k: list(range(1, n + 1)) for k, n in accounts.items()}
+    assert topic_versions(stack, sum(accounts.values())) == {k: list(range(1, n + 1)) for k, n in accounts.items()}
 
     # The read model equals a rebuild from the event store.
     verified = manage(stack["env"], "verify_read_model")
@@ -229,3 +259,38 @@ def test_commands_over_http_reach_mongodb_kafka_and_the_mysql_read_model(stack):
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert f"replayed {sum(accounts.values())} events into 4 accounts" in rebuilt.stdout
     assert read_model(stack) == before
+
+
+def test_with_kafka_down_commands_succeed_and_reach_the_read_model_once_it_is_back(
+    tmp_path, mongo_server, mysql_server, redis_url  # noqa: F811
+):
+    (tmp_path / "kafka").mkdir()
+    broker = RestartableKafkaBroker(tmp_path / "kafka")
+    broker.start()
+    try:
+        with running_stack(
+            tmp_path, mongo_server=mongo_server, kafka_bootstrap=broker.bootstrap, mysql_server=mysql_server, redis_url=redis_url
+        ) as stack:
+            http = stack["http"]
+            status, first = http("POST", "/api/accounts/", {"holder": "Before", "account_type": "CURRENT", "opening_balance": "10.00"})
+            assert status == 201
+            wait_for_read_model(stack, {first["id"]: 1})
+
+            broker.stop()
+            for _ in range(3):
+                status, body = http("POST", f"/api/accounts/{first['id']}/deposits", {"amount": "1.00"})
+                assert status == 200, body
+            status, second = http("POST", "/api/accounts/", {"holder": "During", "account_type": "SAVINGS", "opening_balance": "5.00"})
+            assert status == 201
+            assert stack["mongo"]["event_store_outbox"].count_documents({}) == 4  # stored, waiting
+            assert projected_versions(stack) == {first["id"]: 1}
+
+            broker.start()
+            wait_for_read_model(stack, {first["id"]: 4, second["id"]: 1})
+            assert http("GET", f"/api/accounts/{first['id']}/")[1]["balance"] == "13.00"
+            assert topic_versions(stack, 5) == {first["id"]: [1, 2, 3, 4], second["id"]: [1]}
+            assert stack["mongo"]["event_store_outbox"].count_documents({}) == 0
+            verified = manage(stack["env"], "verify_read_model")
+            assert verified.returncode == 0, verified.stdout + verified.stderr
+    finally:
+        broker.stop()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import time
 from contextlib import ExitStack, contextmanager
 from importlib import resources
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.servers.processes import ServerUnavailable, start_on_free_port, stop, unavailable
+from tests.servers.processes import ServerUnavailable, accepts_connections, spawn, start_on_free_port, stop, unavailable
 
 BROKERS = ("noida", "tansu")
 
@@ -111,3 +112,41 @@ def kafka_broker() -> Iterator[str]:
         except ServerUnavailable as error:
             unavailable(f"no Kafka test broker: {error}")
         yield bootstrap
+
+
+class RestartableKafkaBroker:
+    """A broker a test can stop and start again on the same port and data: an outage."""
+
+    def __init__(self, data_dir: Path, broker: str = "noida"):
+        self.data_dir, self.broker = data_dir, broker
+        self.process: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.starts = 0
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        if self.port is None:
+            self.process, self.port = start_on_free_port(
+                self.broker,
+                lambda port: _command(self.broker, port, self.data_dir),
+                ready=lambda port: _answers_metadata(f"127.0.0.1:{port}", 2),
+                data_dir=self.data_dir,
+            )
+        else:
+            self.process = spawn(
+                _command(self.broker, self.port, self.data_dir), self.data_dir / f"restart-{self.starts}.log"
+            )
+            deadline = time.monotonic() + 30
+            while not (accepts_connections(self.port) and _answers_metadata(self.bootstrap, 2)):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise ServerUnavailable(f"{self.broker} did not restart on port {self.port}")
+                time.sleep(0.1)
+        self.starts += 1
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None

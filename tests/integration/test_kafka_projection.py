@@ -1,0 +1,55 @@
+"""The Kafka bus inside one process: relay to a real broker, and the standalone consumer command."""
+import uuid
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from projections.models import AccountSummary
+from techbank_site import bootstrap
+from techbank_site.celery import app as celery_app
+from tests.servers.kafka import kafka_broker  # noqa: F401  (the session's broker, a pytest fixture)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def kafka_bus(settings, kafka_broker):  # noqa: F811
+    settings.TECHBANK_EVENT_BUS = "kafka"
+    settings.TECHBANK_KAFKA_BOOTSTRAP = kafka_broker
+    settings.TECHBANK_KAFKA_TOPIC = f"techbank.test.{uuid.uuid4().hex[:8]}"
+    # The relay nudge runs in the request's thread instead of going through Redis to a worker.
+    celery_app.conf.task_always_eager = True
+    bootstrap.reset()
+    yield
+    celery_app.conf.task_always_eager = False
+    bootstrap.event_transport().close()
+    bootstrap.reset()
+
+
+def test_commands_reach_the_read_model_only_through_the_topic_and_the_consumer_command(api, kafka_bus):
+    account = api.post(
+        "/api/accounts/", {"holder": "Via Kafka", "account_type": "SAVINGS", "opening_balance": "20.00"}, format="json"
+    ).json()
+    api.post(f"/api/accounts/{account['id']}/deposits", {"amount": "2.50"}, format="json")
+    assert not AccountSummary.objects.filter(id=account["id"]).exists()  # no in-process projection
+    assert bootstrap.event_store().unpublished() == []  # the relay published both
+
+    out = StringIO()
+    call_command("run_projection_consumer", "--until-idle", "3", "--group", f"g-{uuid.uuid4().hex[:6]}", stdout=out)
+
+    summary = AccountSummary.objects.get(id=account["id"])
+    assert (summary.balance, summary.version) == (Decimal("22.50"), 2)
+    assert "applied 2 events" in out.getvalue()
+
+
+def test_a_second_consumer_group_replaying_the_topic_changes_nothing(api, kafka_bus):
+    account = api.post(
+        "/api/accounts/", {"holder": "Twice", "account_type": "CURRENT", "opening_balance": "1.00"}, format="json"
+    ).json()
+    for group in ("first", "second"):
+        call_command("run_projection_consumer", "--until-idle", "3", "--group", f"{group}-{uuid.uuid4().hex[:6]}", stdout=StringIO())
+    summary = AccountSummary.objects.get(id=account["id"])
+    assert (summary.balance, summary.version) == (Decimal("1.00"), 1)
+    assert summary.ledger.count() == 1
