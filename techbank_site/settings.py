@@ -184,6 +184,8 @@ TECHBANK_EVENT_BUS = os.environ.get("TECHBANK_EVENT_BUS", "inline")  # inline | 
 TECHBANK_KAFKA_BOOTSTRAP = os.environ.get("TECHBANK_KAFKA_BOOTSTRAP", "localhost:9092")
 TECHBANK_KAFKA_TOPIC = os.environ.get("TECHBANK_KAFKA_TOPIC", "techbank.account-events")
 TECHBANK_KAFKA_GROUP = os.environ.get("TECHBANK_KAFKA_GROUP", "techbank-projections")
+# How long an Idempotency-Key is remembered (per user).
+TECHBANK_IDEMPOTENCY_TTL_HOURS = float(os.environ.get("TECHBANK_IDEMPOTENCY_TTL_HOURS", "24"))
 # How often a command that lost a race for its account is reloaded and retried.
 TECHBANK_COMMAND_MAX_ATTEMPTS = int(os.environ.get("TECHBANK_COMMAND_MAX_ATTEMPTS", "30"))
 
@@ -197,6 +199,7 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("TECHBANK_CELERY_QUEUE", "techbank")
 # `expires` drops runs that waited too long, so a busy worker does not pile them up.
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {"task": "eventstore.tasks.relay_outbox_task", "schedule": 1.0, "options": {"expires": 5}},
+    "purge-idempotency-keys": {"task": "accounts.tasks.purge_idempotency_records_task", "schedule": 3600.0},
     "consume-events": {
         "task": "projections.tasks.consume_events_task",
         "schedule": 5.0,

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 from accounts.domain import commands
 from accounts.domain.bank_account import ACCOUNT_TYPES, BankAccount
 from techbank_site import bootstrap
+from techbank_site.api.idempotency import idempotent
 from techbank_site.api.fields import (
     HolderField,
     MoneyField,
@@ -50,6 +51,7 @@ class AccountOpenApi(APIView):
         request=OpenInputSerializer,
         responses={201: AccountDetailSerializer, **ERROR_RESPONSES},
     )
+    @idempotent
     def post(self, request):
         serializer = self.OpenInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -69,6 +71,7 @@ class _MoneyMovementApi(_AccountCommandApi):
     command_class: type[commands.DepositFunds] | type[commands.WithdrawFunds]
 
     @extend_schema(tags=["accounts"], request=AmountSerializer, responses={200: AccountDetailSerializer, **ERROR_RESPONSES})
+    @idempotent
     def post(self, request, account_id: str):
         serializer = AmountSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -95,6 +98,7 @@ class AccountWithdrawApi(_MoneyMovementApi):
 
 class AccountCloseApi(_AccountCommandApi):
     @extend_schema(tags=["accounts"], request=None, responses={200: AccountDetailSerializer, **ERROR_RESPONSES})
+    @idempotent
     def post(self, request, account_id: str):
         """Close the account; no money moves in or out afterwards."""
         return self._handle(

@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 from accounts.domain import commands
 from accounts.domain.bank_account import ACCOUNT_TYPES
 from techbank_site import bootstrap
+from techbank_site.api.idempotency import idempotent
 from techbank_site.api.errors import techbank_exception_handler
 from techbank_site.api.fields import (
     HolderField,
@@ -50,6 +51,7 @@ class OpenBankAccountApi(TechbankApi):
             400: MessageSerializer,
         },
     )
+    @idempotent
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -72,6 +74,7 @@ class _MoneyMovementApi(TechbankApi):
     success_message: str
 
     @extend_schema(tags=["techbank API"], request=TechbankAmountSerializer, responses={200: MessageSerializer})
+    @idempotent
     def put(self, request, account_id: str):
         serializer = TechbankAmountSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -97,6 +100,7 @@ class WithdrawFundsApi(_MoneyMovementApi):
 
 class CloseBankAccountApi(TechbankApi):
     @extend_schema(tags=["techbank API"], request=None, responses={200: MessageSerializer})
+    @idempotent
     def delete(self, request, account_id: str):
         bootstrap.command_bus().handle(
             commands.CloseAccount(account_id=parse_account_id(account_id), metadata=command_metadata(request))

@@ -53,6 +53,8 @@ class BankAccount:
         self.is_closed = False
         self.opened_at: datetime | None = None
         self.closed_at: datetime | None = None
+        # (issued_by, idempotency_key) of every request that changed this account, and when.
+        self.handled_requests: dict[tuple[str, str], datetime] = {}
         self.pending_events: list[AccountEvent] = []
 
     # -- building --------------------------------------------------------
@@ -107,6 +109,12 @@ class BankAccount:
             raise errors.AccountAlreadyClosed("This bank account is already closed")
         self._record(AccountClosed, metadata)
 
+    def has_handled(self, metadata: dict, *, since: datetime | None = None) -> bool:
+        """Whether a request under this user's idempotency key already changed the account (since `since`)."""
+        key = metadata.get("idempotency_key")
+        handled_at = self.handled_requests.get((metadata.get("issued_by", ""), key)) if key else None
+        return handled_at is not None and (since is None or handled_at >= since)
+
     # -- rules -----------------------------------------------------------
     def check_account_is_not_closed(self) -> None:
         if self.is_closed:
@@ -131,6 +139,8 @@ class BankAccount:
         self.pending_events.append(event)
 
     def _apply(self, event: AccountEvent) -> None:
+        if key := event.metadata.get("idempotency_key"):
+            self.handled_requests[(event.metadata.get("issued_by", ""), key)] = event.occurred_at
         if isinstance(event, AccountOpened):
             self.holder = event.holder
             self.account_type = event.account_type

@@ -1,18 +1,27 @@
 """Commands: what a client asks the bank to do. Imperative names, plain data."""
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
 
 @dataclass(frozen=True)
 class CommandMetadata:
-    """Who asked, and the request it came from; copied onto every event."""
+    """Who asked, and the request it came from; copied onto every event (the audit trail)."""
 
     issued_by: str = ""
     correlation_id: str = ""
+    idempotency_key: str = ""
+    # Requests under the same key are the same request only this recently
+    # (the key's time to live); not recorded on events.
+    idempotent_since: datetime | None = None
 
     def as_dict(self) -> dict:
-        return {"issued_by": self.issued_by, "correlation_id": self.correlation_id}
+        return {
+            "issued_by": self.issued_by,
+            "correlation_id": self.correlation_id,
+            "idempotency_key": self.idempotency_key,
+        }
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from accounts.domain.money import to_money
 from projections import selectors
 from projections.services import rebuild_read_model
 from techbank_site import bootstrap
+from techbank_site.api.idempotency import idempotent
 from techbank_site.api.fields import parse_account_id
 
 
@@ -79,6 +80,7 @@ class AccountsWithBalanceLookupApi(_LookupApi):
 
 class RestoreReadDbApi(TechbankApi):
     @extend_schema(tags=["techbank API"], request=None, responses={201: MessageSerializer})
+    @idempotent
     def post(self, request):
         rebuild_read_model(event_store=bootstrap.event_store())
         return Response(

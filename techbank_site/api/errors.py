@@ -67,7 +67,7 @@ def describe(exc: Exception) -> ApiError | None:
         fields = _field_errors(exc.detail)
         return ApiError(400, "validation_error", "Invalid input: " + "; ".join(_flatten(exc.detail)), fields)
     if isinstance(exc, exceptions.APIException):
-        code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
+        code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), exc.default_code)
         return ApiError(exc.status_code, code, " ".join(_flatten(exc.detail)))
     return None
 
@@ -107,7 +107,8 @@ def techbank_exception_handler(exc, context):
     error = describe(exc)
     if error is None:
         return None
-    code = status.HTTP_400_BAD_REQUEST if error.status == 409 else error.status
+    refused = isinstance(exc, (domain.AccountRuleViolation, ConcurrencyConflict))
+    code = status.HTTP_400_BAD_REQUEST if refused else error.status
     return Response({"message": error.message}, status=code, headers=_headers(exc))
 
 

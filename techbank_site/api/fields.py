@@ -1,7 +1,10 @@
 """Serializer pieces shared by both APIs."""
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -90,4 +93,7 @@ def command_metadata(request) -> CommandMetadata:
     return CommandMetadata(
         issued_by=request.user.get_username(),
         correlation_id=correlation_id(request),
+        # Already checked by techbank_site.api.idempotency on every write endpoint.
+        idempotency_key=request.headers.get("Idempotency-Key", ""),
+        idempotent_since=timezone.now() - timedelta(hours=settings.TECHBANK_IDEMPOTENCY_TTL_HOURS),
     )

@@ -60,7 +60,11 @@ def test_the_command_metadata_is_recorded_on_the_events():
     bus, store, _ = make_bus()
     meta = commands.CommandMetadata(issued_by="teller-7", correlation_id="req-42")
     account = bus.handle(commands.OpenAccount(holder="G", account_type="SAVINGS", opening_balance=Decimal("1"), metadata=meta))
-    assert store.load_stream(str(account.id))[0].metadata == {"issued_by": "teller-7", "correlation_id": "req-42"}
+    assert store.load_stream(str(account.id))[0].metadata == {
+        "issued_by": "teller-7",
+        "correlation_id": "req-42",
+        "idempotency_key": "",
+    }
 
 
 def test_a_refused_command_stores_and_publishes_nothing():
@@ -114,3 +118,42 @@ def test_concurrent_withdrawals_never_overdraw():
     assert outcomes.count("ok") == 10 and outcomes.count("refused") == 10
     final = BankAccountRepository(store).get(account.id)
     assert final.balance == Decimal("0.00") and final.version == 11
+
+
+def keyed(key: str, user: str = "teller", since=None) -> commands.CommandMetadata:
+    return commands.CommandMetadata(issued_by=user, correlation_id="c", idempotency_key=key, idempotent_since=since)
+
+
+def test_a_command_repeated_under_the_same_key_has_no_second_effect():
+    bus, store, _ = make_bus()
+    account = open_account(bus)
+    for _ in range(3):
+        bus.handle(commands.DepositFunds(account_id=account.id, amount=Decimal("5.00"), metadata=keyed("k-1")))
+    assert BankAccountRepository(store).get(account.id).balance == Decimal("105.00")
+    assert store.count_events() == 2
+
+
+def test_an_opening_repeated_under_the_same_key_finds_the_account_it_opened():
+    bus, store, _ = make_bus()
+    first = bus.handle(commands.OpenAccount(holder="H", account_type="SAVINGS", opening_balance=Decimal("1"), metadata=keyed("open-1")))
+    again = bus.handle(commands.OpenAccount(holder="H", account_type="SAVINGS", opening_balance=Decimal("1"), metadata=keyed("open-1")))
+    assert again.id == first.id and store.count_events() == 1
+
+
+def test_keys_belong_to_their_user():
+    bus, store, _ = make_bus()
+    account = open_account(bus)
+    for user in ("alice", "bob"):
+        bus.handle(commands.DepositFunds(account_id=account.id, amount=Decimal("1.00"), metadata=keyed("same", user)))
+    assert BankAccountRepository(store).get(account.id).balance == Decimal("102.00")
+
+
+def test_a_key_older_than_its_time_to_live_is_a_new_request():
+    from datetime import datetime, timedelta, timezone
+
+    bus, store, _ = make_bus()
+    account = open_account(bus)
+    bus.handle(commands.DepositFunds(account_id=account.id, amount=Decimal("1.00"), metadata=keyed("old")))
+    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    bus.handle(commands.DepositFunds(account_id=account.id, amount=Decimal("1.00"), metadata=keyed("old", since=later)))
+    assert BankAccountRepository(store).get(account.id).balance == Decimal("102.00")
