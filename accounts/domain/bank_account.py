@@ -12,7 +12,7 @@ from accounts.domain.events import (
     FundsDeposited,
     FundsWithdrawn,
 )
-from accounts.domain.money import positive_money, to_money
+from accounts.domain.money import MAX_AMOUNT, positive_money, to_money
 
 ACCOUNT_TYPES = ("SAVINGS", "CURRENT")
 MAX_HOLDER_LENGTH = 255
@@ -30,8 +30,10 @@ def clean_holder(holder: object) -> str:
         raise errors.InvalidHolder("holder", "must not be empty")
     if len(holder) > MAX_HOLDER_LENGTH:
         raise errors.InvalidHolder("holder", f"must be at most {MAX_HOLDER_LENGTH} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in holder):
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in holder):
         raise errors.InvalidHolder("holder", "must not contain control characters")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in holder):
+        raise errors.InvalidHolder("holder", "must be valid Unicode text (it contains a lone surrogate)")
     return holder
 
 
@@ -96,6 +98,7 @@ class BankAccount:
     def deposit(self, amount: object, *, metadata: dict | None = None) -> None:
         amount = positive_money(amount)
         self.check_account_is_not_closed()
+        self.check_balance_stays_within_limit(amount)
         self._record(FundsDeposited, metadata, amount=amount)
 
     def withdraw(self, amount: object, *, metadata: dict | None = None) -> None:
@@ -119,6 +122,12 @@ class BankAccount:
     def check_account_is_not_closed(self) -> None:
         if self.is_closed:
             raise errors.AccountIsClosed("This bank account is closed: no deposits or withdrawals")
+
+    def check_balance_stays_within_limit(self, deposit: Decimal) -> None:
+        if self.balance + deposit > MAX_AMOUNT:
+            raise errors.BalanceLimitExceeded(
+                f"The balance may not exceed {MAX_AMOUNT:,}: it is {self.balance}, the deposit was {deposit}"
+            )
 
     def check_has_sufficient_funds(self, amount: Decimal) -> None:
         if amount > self.balance:

@@ -46,5 +46,9 @@ class InsufficientFunds(AccountRuleViolation):
     code = "insufficient_funds"
 
 
+class BalanceLimitExceeded(AccountRuleViolation):
+    code = "balance_limit_exceeded"
+
+
 class AccountNotFound(BankAccountError):
     code = "not_found"

@@ -1,4 +1,5 @@
 """Money is a Decimal quantized to cents; floats never get in."""
+import re
 from decimal import Decimal, InvalidOperation
 
 from accounts.domain.errors import InvalidAmount
@@ -6,6 +7,9 @@ from accounts.domain.errors import InvalidAmount
 CENT = Decimal("0.01")
 MAX_DIGITS = 15
 MAX_AMOUNT = Decimal(10) ** (MAX_DIGITS - 2) - CENT  # 9,999,999,999,999.99
+# What a person writes: ASCII digits, an optional sign and point. Not "1_000",
+# not full-width digits, not "1e3" (which Decimal() would all take).
+PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
 
 def to_money(value: object, *, field: str = "amount") -> Decimal:
@@ -17,10 +21,10 @@ def to_money(value: object, *, field: str = "amount") -> Decimal:
     if isinstance(value, bool) or isinstance(value, float):
         raise InvalidAmount(field, "must be an exact decimal number, not a float")
     if isinstance(value, str):
-        text = value.strip()
-        if not text or any(c in text for c in "eE"):
+        if value in ("NaN", "Infinity", "-Infinity"):
+            raise InvalidAmount(field, "must be a finite number")
+        if not PLAIN_DECIMAL.fullmatch(value):
             raise InvalidAmount(field, "must be a plain decimal number such as 125.00")
-        value = text
     if not isinstance(value, (Decimal, int, str)):
         raise InvalidAmount(field, "must be a number")
     try:

@@ -29,3 +29,5 @@ class DecimalJSONParser(JSONParser):
             )
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"The request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ParseError("The request body is nested too deeply to be a TechBank request.") from None

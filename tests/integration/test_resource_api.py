@@ -220,3 +220,28 @@ def test_the_openapi_schema_and_swagger_ui_are_served(api):
     paths = schema.json()["paths"]
     assert "/api/v1/openBankAccount" in paths and "/api/accounts/{account_id}/withdrawals" in paths
     assert api.get("/api/docs/").status_code == 200
+
+
+def test_a_deposit_past_the_balance_limit_is_a_409_and_the_account_stays_readable(api):
+    account = open_account(api, balance="9999999999999.99")
+    response = api.post(f"/api/accounts/{account['id']}/deposits", {"amount": "0.01"}, format="json")
+    assert (response.status_code, response.json()["code"]) == (409, "balance_limit_exceeded")
+    assert api.get(f"/api/accounts/{account['id']}/").json()["balance"] == "9999999999999.99"
+    assert api.get("/api/accounts/").status_code == 200
+
+
+def test_a_holder_with_a_lone_surrogate_is_refused_and_stores_nothing(api):
+    response = api.post(
+        "/api/accounts/",
+        b'{"holder": "a\\ud800b", "account_type": "SAVINGS", "opening_balance": "1"}',
+        content_type="application/json",
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "validation_error")
+    assert "holder" in response.json()["fields"]
+    assert StoredEventRecord.objects.count() == 0
+
+
+def test_deeply_nested_json_is_a_400_not_a_crash(api):
+    body = b"[" * 100_000 + b"]" * 100_000
+    response = api.post("/api/accounts/", body, content_type="application/json")
+    assert (response.status_code, response.json()["code"]) == (400, "malformed_request")

@@ -36,7 +36,16 @@ def test_the_holder_is_trimmed():
 
 @pytest.mark.parametrize(
     "holder, problem",
-    [("", "empty"), ("   ", "empty"), ("x" * 256, "255"), ("Ada\x00", "control"), ("Ada\nL", "control"), (42, "string")],
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("x" * 256, "255"),
+        ("Ada\x00", "control"),
+        ("Ada\nL", "control"),
+        ("A\x85da", "control"),
+        ("a\ud800b", "surrogate"),
+        (42, "string"),
+    ],
 )
 def test_a_bad_holder_is_refused(holder, problem):
     with pytest.raises(errors.InvalidHolder, match=problem):
@@ -133,3 +142,11 @@ def test_an_account_with_no_history_does_not_exist():
 def test_all_refusals_share_one_parent_error():
     for error in (errors.InvalidAmount, errors.InsufficientFunds, errors.AccountIsClosed, errors.AccountNotFound):
         assert issubclass(error, errors.BankAccountError)
+
+
+def test_a_deposit_may_not_take_the_balance_past_the_limit():
+    account = opened("9999999999999.98")
+    account.deposit(Decimal("0.01"))
+    with pytest.raises(errors.BalanceLimitExceeded, match="9,999,999,999,999.99"):
+        account.deposit(Decimal("0.01"))
+    assert account.balance == Decimal("9999999999999.99")
