@@ -38,7 +38,7 @@ migrate: install
 	$(BIN)/python manage.py migrate --no-input
 
 demo-user: migrate
-	$(BIN)/python manage.py create_demo_staff
+	$(BIN)/python manage.py create_demo_staff --port $(PORT)
 
 run: demo-user
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)

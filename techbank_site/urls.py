@@ -11,6 +11,11 @@ from projections.api import techbank as techbank_queries
 class AccountCollectionApi(account_queries.AccountListApi, account_commands.AccountOpenApi):
     """/api/accounts/: GET lists (read side), POST opens (command side)."""
 
+    def get_permissions(self):
+        # Each side keeps its own permission: listing needs the view permission, opening open_account.
+        side = account_commands.AccountOpenApi if self.request.method == "POST" else account_queries.AccountListApi
+        return [permission() for permission in side.permission_classes]
+
 
 techbank_api = [
     path("openBankAccount", techbank_commands.OpenBankAccountApi.as_view()),
@@ -46,5 +51,6 @@ urlpatterns = [
     path("api-auth/", include("rest_framework.urls")),
 ]
 
+handler400 = "techbank_site.api.errors.bad_request_view"
 handler404 = "techbank_site.api.errors.not_found_view"
 handler500 = "techbank_site.api.errors.server_error_view"

@@ -112,6 +112,12 @@ def techbank_exception_handler(exc, context):
     return Response({"message": error.message}, status=code, headers=_headers(exc))
 
 
+def bad_request_view(request, exception=None):
+    """Requests Django refuses before any view runs (e.g. a body over DATA_UPLOAD_MAX_MEMORY_SIZE)."""
+    reason = str(exception) if exception else "The request could not be understood."
+    return JsonResponse({"code": "bad_request", "message": reason}, status=400)
+
+
 def not_found_view(request, exception=None):
     return JsonResponse({"code": "not_found", "message": f"No such page: {request.path}"}, status=404)
 

@@ -245,3 +245,13 @@ def test_deeply_nested_json_is_a_400_not_a_crash(api):
     body = b"[" * 100_000 + b"]" * 100_000
     response = api.post("/api/accounts/", body, content_type="application/json")
     assert (response.status_code, response.json()["code"]) == (400, "malformed_request")
+
+
+def test_a_body_too_large_for_the_server_is_a_json_400(api, settings):
+    settings.DEBUG = False
+    holder = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+    response = api.post("/api/accounts/", {"holder": holder, "account_type": "SAVINGS", "opening_balance": "1"}, format="json")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] in {"bad_request", "malformed_request"}
+    assert StoredEventRecord.objects.count() == 0

@@ -12,9 +12,10 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--username", default="demo-staff")
+        parser.add_argument("--username", default="demo-staff", help="Name of the demo user (default: %(default)s).")
+        parser.add_argument("--port", type=int, default=8000, help="Port the server listens on, for the printed links.")
 
-    def handle(self, *args, username, **options):
+    def handle(self, *args, username, port, **options):
         user, created = get_user_model().objects.get_or_create(username=username)
         password = secrets.token_urlsafe(12)
         user.set_password(password)
@@ -26,10 +27,10 @@ class Command(BaseCommand):
             "\n".join(
                 [
                     "",
-                    f"Demo staff user {'created' if created else 'reset'} (password changes on every `make run`):",
-                    f"  admin:     http://127.0.0.1:<PORT>/admin/  user {username}  password {password}",
+                    f"Demo superuser {'created' if created else 'reset'} (a new password each time this runs):",
+                    f"  admin:     http://127.0.0.1:{port}/admin/  user {username}  password {password}",
                     f"  API token: Authorization: Token {token.key}",
-                    "  API docs:  /api/docs/ (log in through /admin/ first)",
+                    f"  API docs:  http://127.0.0.1:{port}/api/docs/ (log in through the admin first)",
                     "",
                 ]
             )
