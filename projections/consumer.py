@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from eventstore.store import EventStore
 from eventstore.transports.base import EventSubscription
-from projections.services import project_events
+from projections.services import project_deliveries
 
 logger = logging.getLogger(__name__)
 
@@ -14,6 +14,7 @@ class BatchOutcome:
     received: int = 0
     applied: int = 0
     undecodable: int = 0
+    dead_lettered: int = 0  # set aside in the dead-letter table (the undecodable ones included)
 
 
 def consume_batch(
@@ -21,26 +22,35 @@ def consume_batch(
 ) -> BatchOutcome:
     """Poll one batch, apply it, and only then commit the offsets.
 
-    project_events commits each account's changes in its own database
+    project_deliveries commits each account's changes in its own database
     transaction and skips versions already applied, so a batch redelivered
     after a crash (before the commit below) changes nothing the second time.
+    A message that cannot be applied (poison) is stored in the dead-letter
+    table before the commit, and the line moves on; an infrastructure error
+    (the read database down) propagates, and the batch is not committed: the
+    subscription goes back to the last commit, so the next poll returns it again.
     """
     deliveries = subscription.poll(max_records=max_records, timeout_ms=timeout_ms)
     outcome = BatchOutcome(received=len(deliveries))
     if not deliveries:
         return outcome
-    events = []
-    for delivery in deliveries:
-        if delivery.event is None:
-            outcome.undecodable += 1
-            logger.error(
-                "skipping undecodable message at partition %s offset %s: %s",
-                delivery.partition,
-                delivery.offset,
-                delivery.problem,
-            )
-        else:
-            events.append(delivery.event)
-    outcome.applied = project_events(events=events, event_store=event_store)
+    try:
+        projected = project_deliveries(deliveries=deliveries, event_store=event_store)
+    except Exception:
+        # Not applied, so not to be committed, and this member has already read past it:
+        # go back to the last commit, or the next commit would skip it.
+        subscription.rewind()
+        raise
+    outcome.applied = projected.applied
+    outcome.undecodable = projected.undecodable
+    outcome.dead_lettered = projected.dead_lettered
     subscription.commit()
+    if outcome.dead_lettered:
+        logger.warning(
+            "batch of %d: applied %d, dead-lettered %d (%d undecodable); see Dead letters in the admin",
+            outcome.received,
+            outcome.applied,
+            outcome.dead_lettered,
+            outcome.undecodable,
+        )
     return outcome

@@ -61,3 +61,57 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount} (v{self.version})"
+
+
+# Not a read model: the projection's record of what it could not apply. A rebuild keeps it.
+
+
+class DeadLetterStatus(models.TextChoices):
+    PENDING = "PENDING", "Pending"
+    RETRIED_OK = "RETRIED_OK", "Applied on a retry"
+    RESOLVED = "RESOLVED", "Resolved by staff (nothing to apply)"
+
+
+class DeadLetterSource(models.TextChoices):
+    KAFKA = "kafka", "Kafka topic"
+    IN_PROCESS = "in-process", "In-process bus"
+    REBUILD = "rebuild", "Read model rebuild"
+
+
+class DeadLetter(models.Model):
+    """A message or event the projection could not apply, set aside so the ones after it go on.
+
+    Recorded once per message (`dedup_key`: the event id, or a hash of the raw
+    bytes when they do not decode); seeing it again counts another attempt.
+    """
+
+    dedup_key = models.CharField(max_length=80, unique=True, editable=False)
+    source = models.CharField(max_length=16, choices=DeadLetterSource.choices)
+    raw_message = models.TextField(help_text="The message as received: UTF-8 text, or base64 if not text.")
+    raw_is_base64 = models.BooleanField(default=False)
+    message_key = models.CharField(max_length=255, blank=True, help_text="The Kafka key (the account id).")
+    partition = models.IntegerField(null=True, blank=True)
+    offset = models.BigIntegerField(null=True, blank=True)
+    # Known when the message decoded; for one that did not, whatever could be read from it.
+    event_id = models.UUIDField(null=True, blank=True, db_index=True)
+    event_type = models.CharField(max_length=100, blank=True)
+    account_id = models.UUIDField(null=True, blank=True, db_index=True)
+    version = models.PositiveIntegerField(null=True, blank=True)
+    reason_type = models.CharField(max_length=100, help_text="The exception class, or BlockedBehindPoison.")
+    reason = models.TextField()
+    status = models.CharField(max_length=16, choices=DeadLetterStatus.choices, default=DeadLetterStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=1, help_text="How often applying it failed.")
+    first_seen_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField()
+    retried_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(blank=True, help_text="How it stopped being pending.")
+
+    class Meta:
+        ordering = ["-first_seen_at", "-id"]
+        verbose_name = "dead letter"
+        indexes = [models.Index(fields=["status", "first_seen_at"])]
+        permissions = [("handle_deadletter", "Can retry or resolve dead letters")]
+
+    def __str__(self) -> str:
+        what = f"{self.event_type} v{self.version}" if self.event_type else "undecodable message"
+        return f"{what} ({self.reason_type})"

@@ -2,9 +2,10 @@
 
 They work on unsaved model instances so that the live path (one event at a
 time, in a transaction) and the rebuild (everything in memory, bulk writes)
-share the same logic.
+share the same logic. Each reads and checks the event's data before it changes
+the summary, so an event that cannot be applied leaves the summary as it was.
 """
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Callable
 
 from eventstore.store import StoredEvent
@@ -13,6 +14,49 @@ from projections.models import AccountStatus, AccountSummary, EntryKind, LedgerE
 
 class UnknownEventType(Exception):
     pass
+
+
+class CorruptEvent(ValueError):
+    """The event's data is missing a field or holds a value its type cannot have."""
+
+
+def _field(event: StoredEvent, name: str) -> object:
+    try:
+        return event.data[name]
+    except KeyError:
+        raise CorruptEvent(f"{event.event_type} v{event.version} has no {name!r}") from None
+
+
+def _text(event: StoredEvent, name: str) -> str:
+    value = _field(event, name)
+    if not isinstance(value, str):
+        raise CorruptEvent(f"{event.event_type} v{event.version}: {name} {value!r} is not text")
+    return value
+
+
+def _money(event: StoredEvent, name: str) -> Decimal:
+    """Amounts are stored as decimal strings in cents; anything else (a float, NaN, "abc", "1.001") is corrupt."""
+    value = _field(event, name)
+    try:
+        amount = Decimal(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite() or amount.as_tuple().exponent < -2:
+        raise CorruptEvent(f"{event.event_type} v{event.version}: {name} {value!r} is not a decimal amount")
+    return amount
+
+
+_BALANCE = AccountSummary._meta.get_field("balance")
+BALANCE_LIMIT = Decimal(10) ** (_BALANCE.max_digits - _BALANCE.decimal_places) - Decimal(10) ** -_BALANCE.decimal_places
+
+
+def _balance(event: StoredEvent, balance: Decimal) -> Decimal:
+    """The bank never lets a balance past the limit, so an event that would is corrupt."""
+    if abs(balance) > BALANCE_LIMIT:
+        raise CorruptEvent(
+            f"{event.event_type} v{event.version} would make the balance {balance}, beyond {BALANCE_LIMIT:,}"
+        )
+    return balance
 
 
 def _entry(summary: AccountSummary, event: StoredEvent, kind: str, amount: Decimal) -> LedgerEntry:
@@ -28,9 +72,11 @@ def _entry(summary: AccountSummary, event: StoredEvent, kind: str, amount: Decim
 
 
 def project_account_opened(summary: AccountSummary, event: StoredEvent) -> LedgerEntry:
-    summary.holder = event.data["holder"]
-    summary.account_type = event.data["account_type"]
-    summary.balance = Decimal(event.data["opening_balance"])
+    holder, account_type = _text(event, "holder"), _text(event, "account_type")
+    opening_balance = _balance(event, _money(event, "opening_balance"))
+    summary.holder = holder
+    summary.account_type = account_type
+    summary.balance = opening_balance
     summary.status = AccountStatus.OPEN
     summary.opened_at = event.occurred_at
     summary.closed_at = None
@@ -38,14 +84,14 @@ def project_account_opened(summary: AccountSummary, event: StoredEvent) -> Ledge
 
 
 def project_funds_deposited(summary: AccountSummary, event: StoredEvent) -> LedgerEntry:
-    amount = Decimal(event.data["amount"])
-    summary.balance += amount
+    amount = _money(event, "amount")
+    summary.balance = _balance(event, summary.balance + amount)
     return _entry(summary, event, EntryKind.DEPOSIT, amount)
 
 
 def project_funds_withdrawn(summary: AccountSummary, event: StoredEvent) -> LedgerEntry:
-    amount = Decimal(event.data["amount"])
-    summary.balance -= amount
+    amount = _money(event, "amount")
+    summary.balance = _balance(event, summary.balance - amount)
     return _entry(summary, event, EntryKind.WITHDRAWAL, amount)
 
 

@@ -4,7 +4,7 @@ from uuid import UUID
 
 from django.db.models import QuerySet
 
-from projections.models import AccountStatus, AccountSummary, LedgerEntry
+from projections.models import AccountStatus, AccountSummary, DeadLetter, DeadLetterStatus, LedgerEntry
 
 
 def account_get(*, account_id: UUID) -> AccountSummary | None:
@@ -40,3 +40,7 @@ def open_account_list(**filters) -> QuerySet[AccountSummary]:
 
 def ledger_list(*, account_id: UUID) -> QuerySet[LedgerEntry]:
     return LedgerEntry.objects.filter(account_id=account_id).order_by("version")
+
+
+def dead_letters_pending_count() -> int:
+    return DeadLetter.objects.filter(status=DeadLetterStatus.PENDING).count()

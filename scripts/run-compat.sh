@@ -16,13 +16,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export DATABASE_URL="sqlite:///$work/compat.sqlite3" TECHBANK_SECRET_KEY="compat-run-only"
+export DATABASE_URL="sqlite:///$work/compat.sqlite3" TECHBANK_SECRET_KEY="$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))')"
 port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 .venv/bin/python manage.py migrate --no-input -v0
 token=$(.venv/bin/python manage.py shell -v0 -c '
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from rest_framework.authtoken.models import Token
 user = get_user_model().objects.create_user("compat")
+user.groups.add(Group.objects.get(name="Account manager"))  # the collection also closes and restores
 print(Token.objects.create(user=user).key)')
 .venv/bin/python manage.py runserver --noreload "127.0.0.1:$port" >"$work/server.log" 2>&1 &
 server_pid=$!

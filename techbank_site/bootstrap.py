@@ -1,9 +1,11 @@
 """The composition root: the one place that picks backends from settings."""
 import os
 import socket
-from functools import cache
+import threading
+from functools import cache, wraps
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from accounts.adapters.publishers import InProcessPublisher, RelayNudgePublisher
 from accounts.adapters.repository import BankAccountRepository
@@ -12,11 +14,30 @@ from eventstore.store import EventStore
 from eventstore.transports.base import EventSubscription, EventTransport
 
 
+# A fresh gunicorn worker's threads may all ask for a backend at once; each must be built once
+# (two MongoEventStores racing through mongoengine's connection registry can end up with one
+# client's sessions and another client's collections, and every append then fails).
+_building = threading.RLock()
+
+
+def _built_once(build):
+    """functools.cache, safe when threads ask at the same time."""
+    cached = cache(build)
+
+    @wraps(build)
+    def get():
+        with _building:
+            return cached()
+
+    get.cache_clear = cached.cache_clear
+    return get
+
+
 def _unknown(setting: str, value: str, choices: str) -> ValueError:
     return ValueError(f"{setting}={value!r} is not one of: {choices}")
 
 
-@cache
+@_built_once
 def event_store() -> EventStore:
     backend = settings.TECHBANK_EVENT_STORE
     if backend == "sql":
@@ -30,17 +51,22 @@ def event_store() -> EventStore:
     raise _unknown("TECHBANK_EVENT_STORE", backend, "sql, mongo")
 
 
-@cache
+@_built_once
 def event_transport() -> EventTransport:
     from eventstore.transports.kafka import KafkaTransport
 
+    if settings.TECHBANK_EVENT_BUS != "kafka":
+        raise ImproperlyConfigured(
+            f"TECHBANK_EVENT_BUS={settings.TECHBANK_EVENT_BUS!r}: this stack has no Kafka topic "
+            "(events are projected in process); set TECHBANK_EVENT_BUS=kafka for the full stack"
+        )
     return KafkaTransport(settings.TECHBANK_KAFKA_BOOTSTRAP, settings.TECHBANK_KAFKA_TOPIC)
 
 
 def _project(events):
-    from projections.services import project_events
+    from projections.services import project_events_isolating_poison
 
-    return project_events(events=events, event_store=event_store())
+    return project_events_isolating_poison(events=events, event_store=event_store())
 
 
 def _nudge_relay():
@@ -49,7 +75,7 @@ def _nudge_relay():
     relay_outbox_task.apply_async(retry=False)
 
 
-@cache
+@_built_once
 def command_bus() -> CommandBus:
     backend = settings.TECHBANK_EVENT_BUS
     if backend == "inline":
@@ -66,11 +92,16 @@ def command_bus() -> CommandBus:
 
 
 def relay_lock():
-    """One relay at a time across all workers, so the outbox goes out in order."""
+    """One relay at a time across all workers, so the outbox goes out in order.
+
+    Short-lived: the relay renews it while it runs (eventstore.tasks), so a relay
+    that dies holding it (a killed worker) holds the next one up for seconds, not minutes.
+    Not thread-local: the renewing thread must be able to extend it.
+    """
     import redis
 
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=2, socket_timeout=5)
-    return client.lock(f"techbank:relay-outbox:{settings.TECHBANK_KAFKA_TOPIC}", timeout=120)
+    return client.lock(f"techbank:relay-outbox:{settings.TECHBANK_KAFKA_TOPIC}", timeout=10, thread_local=False)
 
 
 def projection_member_id() -> str:

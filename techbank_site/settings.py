@@ -40,6 +40,12 @@ CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("TECHBANK_CSRF_TRUSTED_ORIGINS
 if env_flag("TECHBANK_BEHIND_TLS_PROXY"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    # HTTPS only: plain HTTP is redirected, and browsers are told (HSTS) not to
+    # try it again for this host and its subdomains. Only here, so `make run`
+    # keeps serving plain http://127.0.0.1. TECHBANK_HSTS_SECONDS=0 turns HSTS off.
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("TECHBANK_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -111,11 +117,15 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     # rather than left to the server's defaults, which vary: 4-byte UTF-8 (names,
     # emoji); READ COMMITTED, so each statement sees what other writers committed
     # (a REPEATABLE READ snapshot would have a retried command reload stale
-    # state); strict mode, so bad data is refused instead of truncated.
+    # state); strict mode, so bad data is refused instead of truncated. A server
+    # that hangs (or a host that drops packets) costs 5 s and an error, not a
+    # request that waits until gunicorn kills its worker: the client's default
+    # connect timeout is unbounded once the TCP handshake succeeds.
     MYSQL_OPTIONS = {
         "charset": "utf8mb4",
         "isolation_level": "read committed",
         "init_command": "SET sql_mode='STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'",
+        "connect_timeout": 5,
     }
     DATABASES["default"]["OPTIONS"] = {**MYSQL_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
     # The test database compares text byte for byte, as SQLite and PostgreSQL do
@@ -154,7 +164,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["techbank_site.api.parsers.DecimalJSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
-        "rest_framework.renderers.JSONRenderer",
+        "techbank_site.api.renderers.SurrogateSafeJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -175,6 +185,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The schema and Swagger UI need a signed-in user (drf-spectacular's default is anyone).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 # Which backends the composition root (techbank_site/bootstrap.py) builds.

@@ -1,11 +1,21 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, register_converter
+from django.urls.converters import PathConverter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.api import resources as account_commands
 from accounts.api import techbank as techbank_commands
 from projections.api import resources as account_queries
 from projections.api import techbank as techbank_queries
+
+
+class AnyTextConverter(PathConverter):
+    """Like <path:>, line breaks too: a lookup by a holder no account can have finds none (204), not no route."""
+
+    regex = r"[\s\S]+"
+
+
+register_converter(AnyTextConverter, "text")
 
 
 class AccountCollectionApi(account_queries.AccountListApi, account_commands.AccountOpenApi):
@@ -25,7 +35,7 @@ techbank_api = [
     path("restoreReadDb", techbank_queries.RestoreReadDbApi.as_view()),
     path("bankAccountLookup/", techbank_queries.AllAccountsLookupApi.as_view()),
     path("bankAccountLookup/byId/<str:account_id>", techbank_queries.AccountByIdLookupApi.as_view()),
-    path("bankAccountLookup/byHolder/<path:holder>", techbank_queries.AccountsByHolderLookupApi.as_view()),
+    path("bankAccountLookup/byHolder/<text:holder>", techbank_queries.AccountsByHolderLookupApi.as_view()),
     path(
         "bankAccountLookup/withBalance/<str:equality_type>/<str:balance>",
         techbank_queries.AccountsWithBalanceLookupApi.as_view(),

@@ -15,9 +15,11 @@ class InProcessPublisher(EventPublisher):
 
     It runs after the append has committed, and drains the whole outbox rather
     than just the events it was handed: whatever an earlier failure left
-    behind goes through too. A projection failure is logged, not raised: the
-    command has already happened, and its events stay in the outbox until the
-    next command (or a rebuild) brings the read model up to date.
+    behind goes through too. An event that cannot be applied is set aside by
+    the projection (the dead-letter table), so it does not hold the others up.
+    Any other projection failure (the read database down) is logged, not
+    raised: the command has already happened, and its events stay in the
+    outbox until the next command (or a rebuild) brings the read model up to date.
     """
 
     def __init__(self, event_store: EventStore, project: Callable[[Sequence[StoredEvent]], object]):

@@ -9,6 +9,7 @@ from accounts.domain import commands
 from accounts.domain.bank_account import ACCOUNT_TYPES, BankAccount
 from techbank_site import bootstrap
 from techbank_site.api.idempotency import idempotent
+from techbank_site.api.permissions import CLOSE_ACCOUNT, MOVE_MONEY, OPEN_ACCOUNT, requires
 from techbank_site.api.fields import (
     HolderField,
     MoneyField,
@@ -40,6 +41,8 @@ class AmountSerializer(StrictInputSerializer):
 
 
 class AccountOpenApi(APIView):
+    permission_classes = requires(OPEN_ACCOUNT)
+
     class OpenInputSerializer(StrictInputSerializer):
         holder = HolderField()
         account_type = serializers.ChoiceField(choices=ACCOUNT_TYPES)
@@ -68,6 +71,7 @@ class _AccountCommandApi(APIView):
 
 
 class _MoneyMovementApi(_AccountCommandApi):
+    permission_classes = requires(MOVE_MONEY)
     command_class: type[commands.DepositFunds] | type[commands.WithdrawFunds]
 
     @extend_schema(tags=["accounts"], request=AmountSerializer, responses={200: AccountDetailSerializer, **ERROR_RESPONSES})
@@ -97,6 +101,8 @@ class AccountWithdrawApi(_MoneyMovementApi):
 
 
 class AccountCloseApi(_AccountCommandApi):
+    permission_classes = requires(CLOSE_ACCOUNT)
+
     @extend_schema(tags=["accounts"], request=None, responses={200: AccountDetailSerializer, **ERROR_RESPONSES})
     @idempotent
     def post(self, request, account_id: str):

@@ -1,5 +1,5 @@
 """The techbank course API's command routes, kept route for route."""
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -8,6 +8,7 @@ from accounts.domain import commands
 from accounts.domain.bank_account import ACCOUNT_TYPES
 from techbank_site import bootstrap
 from techbank_site.api.idempotency import idempotent
+from techbank_site.api.permissions import CLOSE_ACCOUNT, MOVE_MONEY, OPEN_ACCOUNT, requires
 from techbank_site.api.errors import techbank_exception_handler
 from techbank_site.api.fields import (
     HolderField,
@@ -18,6 +19,15 @@ from techbank_site.api.fields import (
 )
 
 MessageSerializer = inline_serializer("TechbankMessage", {"message": serializers.CharField()})
+# Every techbank route answers its errors as {"message"} (README, "The techbank API").
+TECHBANK_ERROR_RESPONSES = {
+    400: OpenApiResponse(MessageSerializer, "Bad input, or a command the bank's rules refuse"),
+    401: OpenApiResponse(MessageSerializer, "Not authenticated"),
+    403: OpenApiResponse(MessageSerializer, "Lacks the permission"),
+    404: OpenApiResponse(MessageSerializer, "Unknown account (ids are UUIDs)"),
+    409: OpenApiResponse(MessageSerializer, "Idempotency-Key reused for another request, or still in progress"),
+    415: OpenApiResponse(MessageSerializer, "Body is not JSON"),
+}
 
 
 class TechbankApi(APIView):
@@ -36,6 +46,8 @@ class TechbankAmountSerializer(StrictInputSerializer):
 
 
 class OpenBankAccountApi(TechbankApi):
+    permission_classes = requires(OPEN_ACCOUNT)
+
     class InputSerializer(StrictInputSerializer):
         accountHolder = HolderField()
         accountType = serializers.ChoiceField(choices=ACCOUNT_TYPES)
@@ -48,7 +60,7 @@ class OpenBankAccountApi(TechbankApi):
             201: inline_serializer(
                 "TechbankOpened", {"message": serializers.CharField(), "id": serializers.UUIDField()}
             ),
-            400: MessageSerializer,
+            **TECHBANK_ERROR_RESPONSES,
         },
     )
     @idempotent
@@ -70,10 +82,15 @@ class OpenBankAccountApi(TechbankApi):
 
 
 class _MoneyMovementApi(TechbankApi):
+    permission_classes = requires(MOVE_MONEY)
     command_class: type[commands.DepositFunds] | type[commands.WithdrawFunds]
     success_message: str
 
-    @extend_schema(tags=["techbank API"], request=TechbankAmountSerializer, responses={200: MessageSerializer})
+    @extend_schema(
+        tags=["techbank API"],
+        request=TechbankAmountSerializer,
+        responses={200: MessageSerializer, **TECHBANK_ERROR_RESPONSES},
+    )
     @idempotent
     def put(self, request, account_id: str):
         serializer = TechbankAmountSerializer(data=request.data)
@@ -99,7 +116,9 @@ class WithdrawFundsApi(_MoneyMovementApi):
 
 
 class CloseBankAccountApi(TechbankApi):
-    @extend_schema(tags=["techbank API"], request=None, responses={200: MessageSerializer})
+    permission_classes = requires(CLOSE_ACCOUNT)
+
+    @extend_schema(tags=["techbank API"], request=None, responses={200: MessageSerializer, **TECHBANK_ERROR_RESPONSES})
     @idempotent
     def delete(self, request, account_id: str):
         bootstrap.command_bus().handle(

@@ -32,6 +32,18 @@ def _to_stored(record: StoredEventRecord) -> StoredEvent:
     )
 
 
+# Reads fetch these columns as tuples: building a model instance per row cost
+# more than everything else in a replay of the whole store.
+_COLUMNS = ("event_id", "stream_id", "version", "event_type", "data", "occurred_at", "metadata", "position")
+
+
+def _stored_events(records) -> list[StoredEvent]:
+    return [
+        StoredEvent(event_id=i, stream_id=s, version=v, event_type=t, data=d, occurred_at=o, metadata=m, position=p)
+        for i, s, v, t, d, o, m, p in records.values_list(*_COLUMNS)
+    ]
+
+
 class DjangoEventStore(EventStore):
     def __init__(self, using: str = "default"):
         self.using = using
@@ -91,24 +103,21 @@ class DjangoEventStore(EventStore):
         return [_to_stored(r) for r in records]
 
     def load_stream(self, stream_id, after_version=0):
-        rows = self._records().filter(stream_id=stream_id, version__gt=after_version).order_by("version")
-        return [_to_stored(r) for r in rows]
+        return _stored_events(self._records().filter(stream_id=stream_id, version__gt=after_version).order_by("version"))
 
     def read_all(self, after_position=0, batch_size=1000) -> Iterator[StoredEvent]:
         while True:
-            batch = list(self._records().filter(position__gt=after_position).order_by("position")[:batch_size])
+            batch = _stored_events(self._records().filter(position__gt=after_position).order_by("position")[:batch_size])
             if not batch:
                 return
-            for record in batch:
-                yield _to_stored(record)
+            yield from batch
             after_position = batch[-1].position
 
     def count_events(self):
         return self._records().count()
 
     def unpublished(self, limit=500):
-        rows = self._records().filter(outboxentry__isnull=False).order_by("position")[:limit]
-        return [_to_stored(r) for r in rows]
+        return _stored_events(self._records().filter(outboxentry__isnull=False).order_by("position")[:limit])
 
     def mark_published(self, event_ids):
         OutboxEntry.objects.using(self.using).filter(stored_event__event_id__in=list(event_ids)).delete()

@@ -13,6 +13,7 @@ single-node one will do).
 """
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from typing import Iterator, Sequence
 
@@ -21,7 +22,7 @@ from mongoengine import DateTimeField, DictField, Document, IntField, LongField,
 from mongoengine.connection import get_connection, get_db
 from mongoengine.queryset import QuerySet
 from pymongo import ReturnDocument, uri_parser
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
@@ -29,6 +30,12 @@ from eventstore.store import ConcurrencyConflict, EventStore, NewEvent, StoredEv
 
 DUPLICATE_KEY = 11000
 POSITION_COUNTER = "position"
+# How long one append keeps retrying its transaction on write conflicts (every
+# append writes the position counter, so concurrent appends collide) before it
+# gives up as a ConcurrencyConflict. The command bus then reloads the account
+# and retries, and a client that keeps losing gets a 409 it can act on, instead
+# of pymongo retrying for 120 s (past gunicorn's 60 s worker timeout) and a 500.
+WRITE_CONFLICT_SECONDS = 20.0
 
 # The documents are bound to a store's connection alias by MongoEventStore
 # (a QuerySet over that store's collection), not through `.objects`, so one
@@ -81,6 +88,21 @@ def _to_stored(doc: EventDocument) -> StoredEvent:
         occurred_at=occurred_at.replace(microsecond=doc.occurred_at_microsecond),
         metadata=_plain(doc.metadata),
         position=doc.position,
+    )
+
+
+def _from_raw(doc: dict) -> StoredEvent:
+    """_to_stored for a document as pymongo returns it (a dict), without building a mongoengine Document."""
+    occurred_at = doc["occurred_at"].astimezone(timezone.utc)
+    return StoredEvent(
+        event_id=doc["event_id"],
+        stream_id=doc["stream_id"],
+        version=doc["version"],
+        event_type=doc["event_type"],
+        data=doc.get("data", {}),
+        occurred_at=occurred_at.replace(microsecond=doc["occurred_at_microsecond"]),
+        metadata=doc.get("metadata", {}),
+        position=doc["_id"],
     )
 
 
@@ -151,8 +173,11 @@ class MongoEventStore(EventStore):
     def append(self, stream_id, expected_version, events: Sequence[NewEvent]):
         if not events:
             return []  # nothing to store, so nothing to guard
+        started = time.monotonic()
 
         def store_all_or_nothing(session) -> list[EventDocument]:
+            if time.monotonic() - started > WRITE_CONFLICT_SECONDS:  # a retry after too many write conflicts
+                raise ConcurrencyConflict(stream_id, expected_version)
             # The unique (stream_id, version) index settles races; this only
             # refuses an expected version beyond the stream's end (a gap).
             if expected_version and not self._event_collection.find_one(
@@ -195,6 +220,11 @@ class MongoEventStore(EventStore):
             if _is_duplicate_key(error):
                 raise ConcurrencyConflict(stream_id, expected_version) from None
             raise
+        except PyMongoError as error:
+            # pymongo gave up retrying write conflicts (its 120 s limit): nothing was stored.
+            if error.has_error_label("TransientTransactionError"):
+                raise ConcurrencyConflict(stream_id, expected_version) from None
+            raise
         return [_to_stored(d) for d in docs]
 
     @staticmethod
@@ -222,12 +252,16 @@ class MongoEventStore(EventStore):
         return [_to_stored(d) for d in docs]
 
     def read_all(self, after_position=0, batch_size=1000) -> Iterator[StoredEvent]:
+        # Straight from pymongo: building a mongoengine Document per event cost
+        # more than everything else in a replay of the whole store.
         while True:
-            batch = list(self._events().filter(position__gt=after_position).order_by("position").limit(batch_size))
+            cursor = self._event_collection.find(
+                {"_id": {"$gt": after_position}}, sort=[("_id", 1)], limit=batch_size, batch_size=batch_size
+            )
+            batch = [_from_raw(doc) for doc in cursor]
             if not batch:
                 return
-            for doc in batch:
-                yield _to_stored(doc)
+            yield from batch
             after_position = batch[-1].position
 
     def count_events(self):

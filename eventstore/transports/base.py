@@ -40,6 +40,11 @@ class EventSubscription(abc.ABC):
         call it only after the effects of those messages are durably stored)."""
 
     @abc.abstractmethod
+    def rewind(self) -> None:
+        """Go back to the last commit: what poll() returned since then comes again (call it
+        when those messages could not be applied; this member keeps its partitions)."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Leave the group; uncommitted messages go to the next member."""
 

@@ -193,6 +193,19 @@ class KafkaSubscription(EventSubscription):
                 if self._uncommitted.get(partition) == offset.offset:
                     del self._uncommitted[partition]
 
+    def rewind(self) -> None:
+        with self._lock:
+            self._uncommitted.clear()
+        try:
+            for partition in self._consumer.assignment():
+                committed = self._consumer.committed(partition, timeout_ms=self._close_timeout_ms)
+                if committed is None:  # nothing committed yet: auto_offset_reset="earliest"
+                    self._consumer.seek_to_beginning(partition)
+                else:
+                    self._consumer.seek(partition, committed)
+        except KafkaError as error:
+            raise TransportUnavailable(f"could not go back to the committed offsets: {error}") from error
+
     def _forget(self, partitions) -> None:
         with self._lock:
             for partition in partitions:

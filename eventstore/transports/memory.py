@@ -123,6 +123,12 @@ class InMemorySubscription(EventSubscription):
             self._group.committed.update(self.uncommitted)
             self.uncommitted = {}
 
+    def rewind(self) -> None:
+        with self._transport._changed:
+            self._check_open()
+            self.positions = {p: self._group.committed.get(p, 0) for p in self.positions}
+            self.uncommitted = {}
+
     def close(self) -> None:
         with self._transport._changed:
             if not self._closed:

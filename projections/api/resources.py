@@ -11,6 +11,7 @@ from projections import selectors
 from projections.models import AccountStatus
 from techbank_site import bootstrap
 from techbank_site.api.fields import MoneyField, StrictInputSerializer, parse_account_id
+from techbank_site.api.permissions import VIEW_ACCOUNTS, requires
 from techbank_site.api.schema import ERROR_RESPONSES, AccountDetailSerializer
 
 
@@ -18,10 +19,24 @@ class Pagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+    invalid_page_message = "No page {page_number}: {message}"
+
+
+class PageSerializer(StrictInputSerializer):
+    """The query of a paginated route; a bad page is a 400, not silently page 1."""
+
+    page = serializers.IntegerField(min_value=1, required=False)
+    page_size = serializers.IntegerField(min_value=1, max_value=Pagination.max_page_size, required=False)
+
+
+def _validated_query(request, serializer_class: type[serializers.Serializer]) -> dict:
+    query = serializer_class(data=request.query_params.dict())
+    query.is_valid(raise_exception=True)
+    return query.validated_data
 
 
 def _paginated(request, view, queryset, serializer_class) -> Response:
-    paginator = Pagination()
+    paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
@@ -34,14 +49,15 @@ def _existing_account_id(account_id: str):
 
 
 class AccountListApi(APIView):
-    class FilterSerializer(StrictInputSerializer):
+    permission_classes = requires(VIEW_ACCOUNTS)
+    pagination_class = Pagination  # also tells the schema that answers are pages
+
+    class FilterSerializer(PageSerializer):
         holder = serializers.CharField(required=False)
         account_type = serializers.ChoiceField(choices=ACCOUNT_TYPES, required=False)
         status = serializers.ChoiceField(choices=AccountStatus.values, required=False)
         balance_gt = MoneyField(positive=False, allow_negative=True, required=False)
         balance_lt = MoneyField(positive=False, allow_negative=True, required=False)
-        page = serializers.IntegerField(min_value=1, required=False)
-        page_size = serializers.IntegerField(min_value=1, max_value=500, required=False)
 
     @extend_schema(
         tags=["accounts"],
@@ -51,13 +67,14 @@ class AccountListApi(APIView):
     )
     def get(self, request):
         """Accounts, open and closed, filtered and paginated."""
-        filters = AccountListApi.FilterSerializer(data=request.query_params.dict())
-        filters.is_valid(raise_exception=True)
-        criteria = {k: v for k, v in filters.validated_data.items() if k not in ("page", "page_size")}
+        filters = _validated_query(request, AccountListApi.FilterSerializer)
+        criteria = {k: v for k, v in filters.items() if k not in PageSerializer().fields}
         return _paginated(request, self, selectors.account_list(**criteria), AccountDetailSerializer)
 
 
 class AccountDetailApi(APIView):
+    permission_classes = requires(VIEW_ACCOUNTS)
+
     @extend_schema(tags=["accounts"], responses={200: AccountDetailSerializer, **ERROR_RESPONSES})
     def get(self, request, account_id: str):
         account = selectors.account_get(account_id=parse_account_id(account_id))
@@ -76,9 +93,15 @@ class StoredEventSerializer(serializers.Serializer):
 
 
 class AccountEventsApi(APIView):
-    @extend_schema(tags=["accounts"], responses={200: StoredEventSerializer(many=True), **ERROR_RESPONSES})
+    permission_classes = requires(VIEW_ACCOUNTS)
+    pagination_class = Pagination
+
+    @extend_schema(
+        tags=["accounts"], parameters=[PageSerializer], responses={200: StoredEventSerializer(many=True), **ERROR_RESPONSES}
+    )
     def get(self, request, account_id: str):
         """The account's event stream, straight from the event store, in version order."""
+        _validated_query(request, PageSerializer)
         events = bootstrap.event_store().load_stream(str(parse_account_id(account_id)))
         if not events:
             raise AccountNotFound(f"No bank account with id {account_id}")
@@ -95,8 +118,14 @@ class LedgerEntrySerializer(serializers.Serializer):
 
 
 class AccountTransactionsApi(APIView):
-    @extend_schema(tags=["accounts"], responses={200: LedgerEntrySerializer(many=True), **ERROR_RESPONSES})
+    permission_classes = requires(VIEW_ACCOUNTS)
+    pagination_class = Pagination
+
+    @extend_schema(
+        tags=["accounts"], parameters=[PageSerializer], responses={200: LedgerEntrySerializer(many=True), **ERROR_RESPONSES}
+    )
     def get(self, request, account_id: str):
         """The account's ledger: every movement with the balance after it."""
+        _validated_query(request, PageSerializer)
         account_id = _existing_account_id(account_id)
         return _paginated(request, self, selectors.ledger_list(account_id=account_id), LedgerEntrySerializer)

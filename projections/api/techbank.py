@@ -3,7 +3,7 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from accounts.api.techbank import MessageSerializer, TechbankApi
+from accounts.api.techbank import TECHBANK_ERROR_RESPONSES, MessageSerializer, TechbankApi
 from accounts.domain.errors import InvalidAmount
 from accounts.domain.money import to_money
 from projections import selectors
@@ -11,6 +11,7 @@ from projections.services import rebuild_read_model
 from techbank_site import bootstrap
 from techbank_site.api.idempotency import idempotent
 from techbank_site.api.fields import parse_account_id
+from techbank_site.api.permissions import REBUILD_READ_MODEL, VIEW_ACCOUNTS, requires
 
 
 class TechbankAccountSerializer(serializers.Serializer):
@@ -29,6 +30,8 @@ LookupResponse = inline_serializer(
 
 
 class _LookupApi(TechbankApi):
+    permission_classes = requires(VIEW_ACCOUNTS)
+
     def _answer(self, accounts) -> Response:
         accounts = list(accounts)
         if not accounts:
@@ -41,7 +44,9 @@ class _LookupApi(TechbankApi):
         )
 
 
-_lookup_schema = extend_schema(tags=["techbank API"], responses={200: LookupResponse, 204: None})
+_lookup_schema = extend_schema(
+    tags=["techbank API"], responses={200: LookupResponse, 204: None, **TECHBANK_ERROR_RESPONSES}
+)
 
 
 class AllAccountsLookupApi(_LookupApi):
@@ -79,7 +84,9 @@ class AccountsWithBalanceLookupApi(_LookupApi):
 
 
 class RestoreReadDbApi(TechbankApi):
-    @extend_schema(tags=["techbank API"], request=None, responses={201: MessageSerializer})
+    permission_classes = requires(REBUILD_READ_MODEL)
+
+    @extend_schema(tags=["techbank API"], request=None, responses={201: MessageSerializer, **TECHBANK_ERROR_RESPONSES})
     @idempotent
     def post(self, request):
         rebuild_read_model(event_store=bootstrap.event_store())

@@ -6,6 +6,7 @@ techbank API (/api/v1/): {"message"}, as its clients expect.
 import logging
 from dataclasses import dataclass, field
 
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -14,6 +15,8 @@ from accounts.domain import errors as domain
 from eventstore.store import ConcurrencyConflict
 
 logger = logging.getLogger(__name__)
+
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 @dataclass
@@ -69,6 +72,14 @@ def describe(exc: Exception) -> ApiError | None:
     if isinstance(exc, exceptions.APIException):
         code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), exc.default_code)
         return ApiError(exc.status_code, code, " ".join(_flatten(exc.detail)))
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database (users, tokens, Idempotency-Key records, read models) is down or unreachable.
+        logger.error("database unavailable: %s", exc)
+        return ApiError(
+            503,
+            "service_unavailable",
+            "The database is unavailable; please retry shortly (with the same Idempotency-Key, if you sent one).",
+        )
     return None
 
 
@@ -78,6 +89,8 @@ def _headers(exc) -> dict:
         headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None):
         headers["Retry-After"] = str(int(exc.wait))
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
     return headers
 
 

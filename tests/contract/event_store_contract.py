@@ -104,6 +104,15 @@ class EventStoreContract:
         positions = [e.position for e in everything]
         assert positions == sorted(positions) and len(set(positions)) == 4
 
+    def test_read_all_gives_each_event_exactly_as_its_stream_does(self, store):
+        a, b = stream(), stream()
+        store.append(a, 0, [new_event("AccountOpened", holder="Zoë Ñandú", opening_balance="0.10")])
+        store.append(b, 0, [new_event(), NewEvent(uuid.uuid4(), "AccountClosed", {}, datetime.now(timezone.utc))])
+        store.append(a, 1, [new_event(amount="12.34")])
+        assert list(store.read_all(batch_size=2)) == sorted(
+            store.load_stream(a) + store.load_stream(b), key=lambda e: e.position
+        )
+
     def test_read_all_resumes_after_a_position(self, store):
         a = stream()
         store.append(a, 0, [new_event() for _ in range(4)])

@@ -252,6 +252,31 @@ class EventTransportContract:
 
         assert sorted(event_ids(second)) == sorted(ids_of(pending))
 
+    def test_after_a_rewind_the_member_gets_again_what_it_polled_since_its_last_commit(self, transport, subscribe):
+        # A batch that could not be applied (the read database down): the same member reads it again.
+        account_id = account()
+        done, failed = [make_event(account_id, 1)], [make_event(account_id, 2), make_event(account_id, 3)]
+        member = subscribe(group("rewind"), member_id="projector-1")
+        transport.send(done)
+        assert event_ids(receive(member, 1)) == ids_of(done)
+        member.commit()
+        transport.send(failed)
+        assert event_ids(receive(member, 2)) == ids_of(failed)
+
+        member.rewind()
+
+        assert event_ids(receive(member, 2, quiet_seconds=self.quiet_seconds)) == ids_of(failed)
+
+    def test_a_rewind_before_any_commit_goes_back_to_the_beginning(self, transport, subscribe):
+        events = [make_event(account(), 1) for _ in range(4)]
+        transport.send(events)
+        member = subscribe(group("rewind-first"))
+        assert sorted(event_ids(receive(member, 4))) == sorted(ids_of(events))
+
+        member.rewind()
+
+        assert sorted(event_ids(receive(member, 4, quiet_seconds=self.quiet_seconds))) == sorted(ids_of(events))
+
     def test_a_member_that_comes_back_under_its_member_id_resumes_from_the_last_commit(
         self, transport, subscribe
     ):

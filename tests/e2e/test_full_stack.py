@@ -136,8 +136,11 @@ def running_stack(tmp: Path, *, mongo_server: str, kafka_bootstrap: str, mysql_s
     assert migrated.returncode == 0, migrated.stderr
     made = manage(env, "shell", "-v0", "-c", (
         "from django.contrib.auth import get_user_model\n"
+        "from django.contrib.auth.models import Group\n"
         "from rest_framework.authtoken.models import Token\n"
-        "print(Token.objects.create(user=get_user_model().objects.create_user('e2e-teller')).key)"
+        "user = get_user_model().objects.create_user('e2e-teller')\n"
+        "user.groups.add(Group.objects.get(name='Account manager'))  # made by the migrations\n"
+        "print(Token.objects.create(user=user).key)"
     ))
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip().splitlines()[-1]

@@ -18,6 +18,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from tests.servers.processes import unavailable
+from tests.staff import ALL_ACCOUNT_PERMISSIONS, grant
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -45,6 +46,7 @@ def _newman() -> Path:
 @pytest.fixture
 def api_token() -> str:
     user = get_user_model().objects.create_user(username="newman", password=None)
+    grant(user, *ALL_ACCOUNT_PERMISSIONS)  # the collections open, move, close and restoreReadDb
     return Token.objects.create(user=user).key
 
 

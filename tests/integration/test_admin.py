@@ -3,7 +3,8 @@ import pytest
 from django.urls import reverse
 
 from eventstore.models import StoredEventRecord
-from projections.models import AccountSummary
+from projections.models import AccountSummary, LedgerEntry
+from tests.staff import staff_group
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -13,6 +14,26 @@ def staff_browser(client, django_user_model):
     staff = django_user_model.objects.create_user(username="auditor", is_staff=True, is_superuser=True)
     client.force_login(staff)
     return client
+
+
+@pytest.fixture
+def browser_as(client, django_user_model):
+    """browser_as(groups=["Auditor"]): the admin, signed in as a staff member (not a superuser)."""
+
+    def log_in(*, groups=()):
+        staff = django_user_model.objects.create_user(username="clerk", is_staff=True)
+        staff.groups.add(*(staff_group(name) for name in groups))
+        client.force_login(staff)
+        return client
+
+    return log_in
+
+
+READ_SIDE_PAGES = (
+    "admin:projections_accountsummary_changelist",
+    "admin:projections_ledgerentry_changelist",
+    "admin:eventstore_storedeventrecord_changelist",
+)
 
 
 @pytest.fixture
@@ -65,3 +86,41 @@ def test_read_models_and_events_cannot_be_added_changed_or_deleted(staff_browser
     assert staff_browser.post(reverse("admin:eventstore_storedeventrecord_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
     assert staff_browser.get(reverse("admin:eventstore_storedeventrecord_add")).status_code == 403
     assert "Save" not in staff_browser.get(change_url).content.decode().replace("Save as", "")
+
+
+def test_staff_without_view_permissions_see_no_accounts_ledgers_or_events(browser_as, accounts):
+    browser = browser_as()
+    for page in READ_SIDE_PAGES:
+        assert browser.get(reverse(page)).status_code == 403, page
+    change_url = reverse("admin:projections_accountsummary_change", args=[accounts["Ada Lovelace"]])
+    assert browser.get(change_url).status_code == 403
+    index = browser.get(reverse("admin:index")).content.decode()
+    assert not any(reverse(page) in index for page in READ_SIDE_PAGES)
+
+
+def test_an_auditor_browses_accounts_ledgers_and_events_but_cannot_change_them(browser_as, accounts):
+    browser = browser_as(groups=["Auditor"])
+    for page in READ_SIDE_PAGES:
+        assert browser.get(reverse(page)).status_code == 200, page
+    account_id = accounts["Alan Turing"]
+    change_url = reverse("admin:projections_accountsummary_change", args=[account_id])
+    page = browser.get(change_url).content.decode()
+    assert "17.77" in page and "FundsDeposited" in page
+    assert browser.post(change_url, {"holder": "Mallory", "balance": "1000000.00"}).status_code == 403
+    assert browser.get(reverse("admin:projections_accountsummary_add")).status_code == 403
+    assert browser.post(reverse("admin:projections_accountsummary_delete", args=[account_id]), {"post": "yes"}).status_code == 403
+    assert AccountSummary.objects.get(id=account_id).holder == "Alan Turing"
+    event = StoredEventRecord.objects.first()
+    assert browser.post(reverse("admin:eventstore_storedeventrecord_change", args=[event.pk]), {"event_type": "X"}).status_code == 403
+    assert StoredEventRecord.objects.get(pk=event.pk).event_type == event.event_type
+
+
+def test_not_even_a_superuser_can_add_change_or_delete_ledger_entries_or_events(staff_browser, accounts):
+    entry = LedgerEntry.objects.first()
+    event = StoredEventRecord.objects.first()
+    for model, obj in (("projections_ledgerentry", entry), ("eventstore_storedeventrecord", event)):
+        assert staff_browser.get(reverse(f"admin:{model}_add")).status_code == 403
+        assert staff_browser.post(reverse(f"admin:{model}_change", args=[obj.pk]), {"amount": "1.00", "event_type": "X"}).status_code == 403
+        assert staff_browser.post(reverse(f"admin:{model}_delete", args=[obj.pk]), {"post": "yes"}).status_code == 403
+    assert LedgerEntry.objects.get(pk=entry.pk).amount == entry.amount
+    assert StoredEventRecord.objects.get(pk=event.pk).event_type == event.event_type

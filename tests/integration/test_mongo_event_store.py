@@ -1,11 +1,14 @@
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from pymongo.errors import OperationFailure
 
+from eventstore.backends import mongo
 from eventstore.backends.mongo import MongoEventStore
-from eventstore.store import NewEvent
+from eventstore.store import ConcurrencyConflict, NewEvent
 from tests.contract.event_store_contract import EventStoreContract, new_event, stream
 from tests.servers.mongo import mongo_server  # noqa: F401  (the session's server, a pytest fixture)
 
@@ -68,3 +71,27 @@ def test_a_reader_resuming_after_its_last_position_misses_no_concurrent_append(s
     reader.join(timeout=60)
     assert seen == [e.event_id for e in store.read_all()]
     assert len(seen) == writers * appends_each
+
+
+def test_an_append_that_keeps_meeting_write_conflicts_gives_up_as_a_conflict_and_stores_nothing(store, monkeypatch):
+    account = stream()
+    store.append(account, 0, [new_event()])
+
+    def lose_to_another_writer(*args):
+        # What the server answers a transaction that lost the position counter to another append.
+        raise OperationFailure(
+            "WriteConflict", code=112, details={"codeName": "WriteConflict", "errorLabels": ["TransientTransactionError"]}
+        )
+
+    monkeypatch.setattr(mongo, "WRITE_CONFLICT_SECONDS", 0.2)
+    monkeypatch.setattr(store, "_new_document", lose_to_another_writer)
+
+    started = time.monotonic()
+    with pytest.raises(ConcurrencyConflict):
+        store.append(account, 1, [new_event()])
+
+    assert time.monotonic() - started < 5  # not pymongo's own 120 s
+    monkeypatch.undo()
+    assert [e.version for e in store.load_stream(account)] == [1]
+    assert len(store.unpublished()) == 1
+    assert [e.version for e in store.append(account, 1, [new_event()])] == [2]

@@ -1,9 +1,12 @@
 """The read model is derived data: a rebuild from the event store gives it back exactly."""
 import random
+import uuid
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db.models import Count
+from django.utils import timezone
 
 from projections.models import AccountSummary, LedgerEntry
 from projections.services import read_model_differences
@@ -100,3 +103,59 @@ def test_verify_read_model_passes_on_a_true_read_model_and_names_a_damaged_accou
     with pytest.raises(CommandError, match="1 account"):
         call_command("verify_read_model", stdout=out)
     assert f"differs: {damaged.id}" in out.getvalue()
+
+
+def _account_with_the_longest_ledger() -> str:
+    return str(
+        LedgerEntry.objects.values_list("account_id", flat=True).annotate(n=Count("pk")).order_by("-n", "account_id")[0]
+    )
+
+
+def _lose_an_entry_in_the_middle(account_id):
+    versions = list(LedgerEntry.objects.filter(account_id=account_id).values_list("version", flat=True))
+    LedgerEntry.objects.filter(account_id=account_id, version=versions[len(versions) // 2]).delete()
+
+
+def _change_the_last_balance(account_id):
+    last = LedgerEntry.objects.filter(account_id=account_id).order_by("-version")[0]
+    LedgerEntry.objects.filter(pk=last.pk).update(balance_after=last.balance_after + 1)
+
+
+def _add_an_entry_after_the_last(account_id):
+    last = LedgerEntry.objects.filter(account_id=account_id).order_by("-version")[0]
+    LedgerEntry.objects.create(
+        account_id=account_id, version=last.version + 1, event_id=uuid.uuid4(), kind="DEPOSIT",
+        amount=1, balance_after=last.balance_after + 1, occurred_at=last.occurred_at,
+    )
+
+
+@pytest.mark.parametrize("damage", [_lose_an_entry_in_the_middle, _change_the_last_balance, _add_an_entry_after_the_last])
+def test_verify_read_model_names_an_account_whose_ledger_is_damaged(busy_bank, damage):
+    account_id = _account_with_the_longest_ledger()
+    damage(account_id)
+
+    assert list(read_model_differences(event_store=bootstrap.event_store())) == [account_id]
+    out = StringIO()
+    with pytest.raises(CommandError, match="1 account"):
+        call_command("verify_read_model", "--no-progress", stdout=out, stderr=StringIO())
+    assert f"differs: {account_id}" in out.getvalue()
+
+
+def test_verify_read_model_names_a_ledger_without_an_account_in_the_event_store(busy_bank):
+    stray = uuid.uuid4()
+    LedgerEntry.objects.create(
+        account_id=stray, version=1, event_id=uuid.uuid4(), kind="OPENING", amount=1, balance_after=1,
+        occurred_at=timezone.now(),
+    )
+    assert list(read_model_differences(event_store=bootstrap.event_store())) == [str(stray)]
+
+
+def test_verify_read_model_shows_its_progress_unless_told_not_to(busy_bank):
+    total = bootstrap.event_store().count_events()
+    err = StringIO()
+    call_command("verify_read_model", stdout=StringIO(), stderr=err)
+    assert "Verifying" in err.getvalue() and f"{total}/{total}" in err.getvalue()
+
+    err = StringIO()
+    call_command("verify_read_model", "--no-progress", stdout=StringIO(), stderr=err)
+    assert err.getvalue() == ""

@@ -3,6 +3,7 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
+from django.db import OperationalError
 
 from eventstore.backends.memory import InMemoryEventStore
 from eventstore.relay import relay_outbox
@@ -10,6 +11,7 @@ from eventstore.store import NewEvent
 from eventstore.transports.base import TransportUnavailable
 from eventstore.transports.memory import InMemoryTransport
 from projections import consumer
+from projections.services import ProjectionOutcome
 
 
 def deposit() -> NewEvent:
@@ -59,16 +61,19 @@ def test_with_the_broker_down_events_wait_in_the_outbox_and_go_out_once_it_is_ba
 
 
 class RecordingProjector:
+    """Stands in for projections.services.project_deliveries (the read database is tested in integration/)."""
+
     def __init__(self, fail_times=0):
         self.batches = []
         self.fail_times = fail_times
 
-    def __call__(self, *, events, event_store):
+    def __call__(self, *, deliveries, event_store):
         if self.fail_times:
             self.fail_times -= 1
-            raise RuntimeError("read database down")
-        self.batches.append([e.version for e in events])
-        return len(events)
+            raise OperationalError("read database down")
+        self.batches.append([d.event.version if d.event else d.problem for d in deliveries])
+        undecodable = sum(d.event is None for d in deliveries)
+        return ProjectionOutcome(applied=len(deliveries) - undecodable, dead_lettered=undecodable, undecodable=undecodable)
 
 
 def test_the_consumer_applies_a_batch_then_commits(monkeypatch):
@@ -76,7 +81,7 @@ def test_the_consumer_applies_a_batch_then_commits(monkeypatch):
     store.append(str(uuid.uuid4()), 0, [deposit(), deposit()])
     relay_outbox(event_store=store, transport=transport)
     projector = RecordingProjector()
-    monkeypatch.setattr(consumer, "project_events", projector)
+    monkeypatch.setattr(consumer, "project_deliveries", projector)
 
     member = transport.subscribe("projections")
     outcome = consumer.consume_batch(subscription=member, event_store=store, timeout_ms=10)
@@ -91,10 +96,10 @@ def test_a_batch_that_fails_to_apply_is_not_committed_and_comes_back(monkeypatch
     store.append(str(uuid.uuid4()), 0, [deposit(), deposit()])
     relay_outbox(event_store=store, transport=transport)
     projector = RecordingProjector(fail_times=1)
-    monkeypatch.setattr(consumer, "project_events", projector)
+    monkeypatch.setattr(consumer, "project_deliveries", projector)
 
     member = transport.subscribe("projections")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(OperationalError):
         consumer.consume_batch(subscription=member, event_store=store, timeout_ms=10)
     member.close()
     successor = transport.subscribe("projections")
@@ -102,11 +107,16 @@ def test_a_batch_that_fails_to_apply_is_not_committed_and_comes_back(monkeypatch
     assert outcome.applied == 2 and projector.batches == [[1, 2]]
 
 
-def test_an_undecodable_message_is_counted_and_skipped(monkeypatch):
+def test_an_undecodable_message_goes_to_the_projection_with_its_problem_is_counted_and_committed(monkeypatch):
     store, transport = InMemoryEventStore(), InMemoryTransport(partitions=1)
     transport.send_raw(b"k", b"not json")
     store.append(str(uuid.uuid4()), 0, [deposit()])
     relay_outbox(event_store=store, transport=transport)
-    monkeypatch.setattr(consumer, "project_events", RecordingProjector())
-    outcome = consumer.consume_batch(subscription=transport.subscribe("p"), event_store=store, timeout_ms=10)
-    assert (outcome.received, outcome.undecodable, outcome.applied) == (2, 1, 1)
+    projector = RecordingProjector()
+    monkeypatch.setattr(consumer, "project_deliveries", projector)
+    member = transport.subscribe("p")
+    outcome = consumer.consume_batch(subscription=member, event_store=store, timeout_ms=10)
+    assert (outcome.received, outcome.undecodable, outcome.dead_lettered, outcome.applied) == (2, 1, 1, 1)
+    assert "not a TechBank event envelope" in projector.batches[0][0] and projector.batches[0][1] == 1
+    member.close()
+    assert consumer.consume_batch(subscription=transport.subscribe("p"), event_store=store, timeout_ms=10).received == 0

@@ -1,3 +1,4 @@
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from eventstore.relay import relay_outbox
@@ -15,7 +16,11 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         store = bootstrap.event_store()
         try:
-            sent = relay_outbox(event_store=store, transport=bootstrap.event_transport())
+            transport = bootstrap.event_transport()
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
+        try:
+            sent = relay_outbox(event_store=store, transport=transport)
         except TransportUnavailable as exc:
             raise CommandError(f"Kafka did not acknowledge; the events stay in the outbox: {exc}") from None
         self.stdout.write(self.style.SUCCESS(f"Published {sent} event(s)."))

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from projections.consumer import consume_batch
+from projections.selectors import dead_letters_pending_count
 from techbank_site import bootstrap
 
 
@@ -12,7 +13,8 @@ class Command(BaseCommand):
         "Run the projection consumer in the foreground (for debugging; in production it "
         "runs under `celery -A techbank_site worker -B`). Reads the Kafka topic as a member "
         "of the consumer group, applies events to the read model, and commits offsets only "
-        "after the read model's transaction has committed. Ctrl-C to stop."
+        "after the read model's transaction has committed. Messages it cannot apply go to the "
+        "dead-letter table (admin: Dead letters) and it moves on. Ctrl-C to stop."
     )
 
     def add_arguments(self, parser):
@@ -29,7 +31,7 @@ class Command(BaseCommand):
         subscription = bootstrap.event_transport().subscribe(group, member_id=member_id or bootstrap.projection_member_id())
         store = bootstrap.event_store()
         self.stdout.write(f"Consuming {settings.TECHBANK_KAFKA_TOPIC} as group {group}...")
-        applied = undecodable = 0
+        applied = undecodable = dead_lettered = 0
         last_message = time.monotonic()
         try:
             while until_idle is None or time.monotonic() - last_message < until_idle:
@@ -38,9 +40,18 @@ class Command(BaseCommand):
                     last_message = time.monotonic()
                     applied += outcome.applied
                     undecodable += outcome.undecodable
-                    self.stdout.write(f"received {outcome.received}, applied {outcome.applied} (total applied {applied})")
+                    dead_lettered += outcome.dead_lettered
+                    self.stdout.write(
+                        f"received {outcome.received}, applied {outcome.applied}, dead-lettered "
+                        f"{outcome.dead_lettered} (total applied {applied}, dead-lettered {dead_lettered})"
+                    )
         except KeyboardInterrupt:
             pass
         finally:
             subscription.close()
-        self.stdout.write(self.style.SUCCESS(f"Stopped: applied {applied} events, skipped {undecodable} undecodable."))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Stopped: applied {applied} events, dead-lettered {dead_lettered} "
+                f"({undecodable} undecodable); pending dead letters: {dead_letters_pending_count()}."
+            )
+        )

@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
 
 from projections.services import read_model_differences
 from techbank_site import bootstrap
@@ -6,13 +7,20 @@ from techbank_site import bootstrap
 
 class Command(BaseCommand):
     help = (
-        "Replay the event store in memory and compare it with the read model. Lists every "
-        "account whose summary differs (or is missing on either side) and exits with "
-        "status 1 if there is any; exits 0 when the read model matches the events."
+        "Replay the event store in memory and compare it with the read model: each account's "
+        "summary, and its ledger (number of entries, balance after the last one). Lists every "
+        "account that differs (or is missing on either side) and exits with status 1 if there "
+        "is any; exits 0 when the read model matches the events."
     )
 
-    def handle(self, *args, **options):
-        differing = list(read_model_differences(event_store=bootstrap.event_store()))
+    def add_arguments(self, parser):
+        parser.add_argument("--no-progress", action="store_true", help="Do not draw a progress bar (for logs).")
+
+    def handle(self, *args, no_progress=False, **options):
+        store = bootstrap.event_store()
+        total = store.count_events()
+        with tqdm(total=total, unit="event", desc="Verifying", disable=no_progress, file=self.stderr._out) as bar:
+            differing = list(read_model_differences(event_store=store, on_progress=bar.update))
         for account_id in differing:
             self.stdout.write(f"differs: {account_id}")
         if differing:
