@@ -23,7 +23,8 @@ class Pagination(PageNumberPagination):
 
 
 class PageSerializer(StrictInputSerializer):
-    """The query of a paginated route; a bad page is a 400, not silently page 1."""
+    """The query of a paginated route: a bad page or page size is a 400 (DRF alone answers
+    404 for one and silently uses the default for the other)."""
 
     page = serializers.IntegerField(min_value=1, required=False)
     page_size = serializers.IntegerField(min_value=1, max_value=Pagination.max_page_size, required=False)
@@ -68,7 +69,7 @@ class AccountListApi(APIView):
     def get(self, request):
         """Accounts, open and closed, filtered and paginated."""
         filters = _validated_query(request, AccountListApi.FilterSerializer)
-        criteria = {k: v for k, v in filters.items() if k not in PageSerializer().fields}
+        criteria = {k: v for k, v in filters.items() if k not in ("page", "page_size")}
         return _paginated(request, self, selectors.account_list(**criteria), AccountDetailSerializer)
 
 

@@ -32,6 +32,7 @@ class ErrorSerializer(serializers.Serializer):
 ERROR_RESPONSES = {
     400: OpenApiResponse(ErrorSerializer, "Bad input"),
     401: OpenApiResponse(ErrorSerializer, "Not authenticated"),
+    403: OpenApiResponse(ErrorSerializer, "Lacks the route's permission"),
     404: OpenApiResponse(ErrorSerializer, "Unknown account"),
     409: OpenApiResponse(ErrorSerializer, "Refused by a rule or a conflict"),
     415: OpenApiResponse(ErrorSerializer, "Body is not JSON"),
