@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test test-sqlite test-mariadb install install-dev test-tools migrate demo-user compat clean
+.PHONY: run test test-sqlite test-mariadb install install-dev test-tools migrate demo-user compat bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(VENV)/.installed: requirements.txt $(BIN)/python
 
 $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(VENV)/.installed-bench: requirements-bench.txt $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet -r requirements-bench.txt
 	touch $@
 
 install: $(VENV)/.installed
@@ -58,6 +62,15 @@ test-mariadb: test-tools
 # The techbank users' Postman collection (../shared/compat) against a real server.
 compat: install node_modules/.installed
 	scripts/run-compat.sh
+
+# The benchmark suite: one table, every figure a ratio against a baseline from the
+# same run; JSON in bench/results/. See BENCHMARKS.md.
+bench: test-tools $(VENV)/.installed-bench
+	$(BIN)/python -m bench
+
+# A small version of it (under a minute): CI runs it so the suite keeps working.
+bench-quick: test-tools $(VENV)/.installed-bench
+	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) node_modules .test-db*.sqlite3*

@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -102,14 +102,6 @@ def read_database(database_url: str):
     return connection
 
 
-def _group_gone(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 class FaultStack:
     """One stack whose web and worker processes a test can kill and start again."""
 
@@ -136,17 +128,16 @@ class FaultStack:
         self.web: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
         self.worker_starts = 0
-        self.process_groups: list[int] = []
         self.client: Client | None = None
 
     def prepare(self) -> None:
         started = time.monotonic()
-        migrated = manage(self.env, "migrate", "--no-input", "-v0")
-        assert migrated.returncode == 0, migrated.stderr
         made = manage(self.env, "shell", "-v0", "-c", (
             "from django.contrib.auth import get_user_model\n"
             "from django.contrib.auth.models import Group\n"
+            "from django.core.management import call_command\n"
             "from rest_framework.authtoken.models import Token\n"
+            "call_command('migrate', interactive=False, verbosity=0)\n"
             "user = get_user_model().objects.create_user('faults-teller')\n"
             "user.groups.add(Group.objects.get(name='Account manager'))  # made by the migrations\n"
             "print(Token.objects.create(user=user).key)"
@@ -156,9 +147,7 @@ class FaultStack:
         print(f"database migrated, user made in {time.monotonic() - started:.1f} s")
 
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
-        process = spawn(args, self.tmp / log_name, cwd=ROOT, env=self.env)
-        self.process_groups.append(process.pid)
-        return process
+        return spawn(args, self.tmp / log_name, cwd=ROOT, env=self.env)
 
     def start_web(self) -> None:
         port = free_port()
@@ -199,8 +188,21 @@ class FaultStack:
         self.mongo.client.close()
         self._forget_queue()
         # Every process this stack started is gone, children (gunicorn workers, Celery's pool and beat) included.
-        for group in self.process_groups:
-            wait_until(lambda: _group_gone(group), 10, f"process group {group} outlived its stack")
+        wait_until(lambda: not self.leftover_processes(), 10,
+                   lambda: f"processes outlived their stack: {self.leftover_processes()}")
+
+    def leftover_processes(self) -> list[int]:
+        """Live processes with this stack's environment (its topic is unique), whatever their group."""
+        marker = f"TECHBANK_KAFKA_TOPIC={self.topic}".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if marker in (entry / "environ").read_bytes().split(b"\0"):
+                        found.append(int(entry.name))
+                except OSError:  # gone meanwhile, or not ours to read
+                    pass
+        return found
 
     def _forget_queue(self) -> None:
         """Drop what Celery left in the shared Redis under this stack's queue (beat runs, relay nudges)."""
@@ -211,6 +213,13 @@ class FaultStack:
         try:
             client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}",
                           f"techbank:relay-outbox:{self.topic}")
+            # Messages a killed worker had taken but not acknowledged: kombu would put them back in the
+            # queue an hour later (its visibility timeout), for nobody. Each is [message, exchange, queue].
+            for tag, entry in client.hscan_iter("unacked"):
+                with suppress(ValueError, TypeError, IndexError):
+                    if json.loads(entry)[2] == queue:
+                        client.hdel("unacked", tag)
+                        client.zrem("unacked_index", tag)
         finally:
             client.close()
 
