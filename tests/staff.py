@@ -26,8 +26,11 @@ def staff_group(name: str) -> Group:
     tables after it, so it is made again here the same way (test_access.py checks
     that a fresh `migrate` makes them)."""
     if not Group.objects.filter(name=name).exists():
-        migration = importlib.import_module("accounts.migrations.0003_staff_groups")
-        migration.create_staff_groups(apps, SimpleNamespace(connection=connection))
+        schema_editor = SimpleNamespace(connection=connection)
+        importlib.import_module("accounts.migrations.0003_staff_groups").create_staff_groups(apps, schema_editor)
+        importlib.import_module("accounts.migrations.0004_staff_see_dead_letters").add_dead_letter_permissions(
+            apps, schema_editor
+        )
     return Group.objects.get(name=name)
 
 

@@ -184,5 +184,9 @@ def test_a_fresh_database_gets_the_three_staff_groups(tmp_path):
     )
     assert listed.returncode == 0, listed.stderr
     groups = json.loads(listed.stdout.strip().splitlines()[-1])
-    browse = ["eventstore.view_storedeventrecord", "projections.view_ledgerentry"]  # the admin's read-only pages
-    assert groups == {name: sorted([*permissions, *browse]) for name, permissions in GROUP_PERMISSIONS.items()}
+    # The admin's read-only pages: events, ledgers and dead letters; account managers also retry dead letters.
+    browse = ["eventstore.view_storedeventrecord", "projections.view_deadletter", "projections.view_ledgerentry"]
+    dead_letters = {"Account manager": ["projections.handle_deadletter"]}
+    assert groups == {
+        name: sorted([*permissions, *browse, *dead_letters.get(name, [])]) for name, permissions in GROUP_PERMISSIONS.items()
+    }

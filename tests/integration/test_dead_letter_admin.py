@@ -12,6 +12,7 @@ from eventstore.store import NewEvent
 from projections import projectors
 from projections.models import AccountSummary, DeadLetter, LedgerEntry
 from techbank_site import bootstrap
+from tests.staff import staff_group
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -136,6 +137,29 @@ def test_staff_who_may_only_look_cannot_retry(client, django_user_model, poisone
     assert "2 dead letters" in page and "retry_selected" not in page
     retry(client, poisoned["poison"])
     assert DeadLetter.objects.get(pk=poisoned["poison"].pk).attempts == 1
+
+
+def staff_in_group(client, django_user_model, group: str):
+    member = django_user_model.objects.create_user(username=f"admin-{group.lower().replace(' ', '-')}", is_staff=True)
+    member.groups.add(staff_group(group))
+    client.force_login(member)
+    return client
+
+
+@pytest.mark.parametrize("group", ["Auditor", "Teller"])
+def test_auditors_and_tellers_see_dead_letters_but_cannot_retry_them(client, django_user_model, poisoned, group):
+    browser = staff_in_group(client, django_user_model, group)
+    page = browser.get(reverse(CHANGELIST)).content.decode()
+    assert "2 dead letters" in page and "retry_selected" not in page
+    retry(browser, poisoned["poison"])
+    assert DeadLetter.objects.get(pk=poisoned["poison"].pk).status == poisoned["poison"].status
+
+
+def test_account_managers_retry_dead_letters(client, django_user_model, poisoned):
+    browser = staff_in_group(client, django_user_model, "Account manager")
+    assert "retry_selected" in browser.get(reverse(CHANGELIST)).content.decode()
+    retry(browser, poisoned["poison"])
+    assert DeadLetter.objects.get(pk=poisoned["poison"].pk).attempts == 2  # tried again, still no projector
 
 
 def test_a_retry_while_the_read_database_is_unavailable_says_so_and_changes_nothing(staff_browser, poisoned, monkeypatch):
