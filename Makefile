@@ -26,6 +26,15 @@ $(VENV)/.installed-bench: requirements-bench.txt $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet -r requirements-bench.txt
 	touch $@
 
+# The eventsourcing library's baseline (bench/peers) needs Django < 5.2: its own virtualenv.
+# After test-tools, which installs the client headers mysqlclient compiles against.
+PEER_VENV := .venv-peer
+$(PEER_VENV)/.installed: bench/requirements-peer.txt | test-tools
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEER_VENV)/bin/pip install --quiet -r bench/requirements-peer.txt
+	touch $@
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
@@ -65,12 +74,12 @@ compat: install node_modules/.installed
 
 # The benchmark suite: one table, every figure a ratio against a baseline from the
 # same run; JSON in bench/results/. See BENCHMARKS.md.
-bench: test-tools $(VENV)/.installed-bench
+bench: test-tools $(VENV)/.installed-bench $(PEER_VENV)/.installed
 	$(BIN)/python -m bench
 
 # A small version of it (under a minute): CI runs it so the suite keeps working.
-bench-quick: test-tools $(VENV)/.installed-bench
+bench-quick: test-tools $(VENV)/.installed-bench $(PEER_VENV)/.installed
 	$(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) node_modules .test-db*.sqlite3*
+	rm -rf $(VENV) $(PEER_VENV) node_modules .test-db*.sqlite3*

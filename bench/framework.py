@@ -63,17 +63,20 @@ class CaseFailed(Exception):
     pass
 
 
-def run_case(target: str, *, env: dict[str, str] | None = None, timeout: float = 3600, **kwargs) -> CaseResult:
+def run_case(
+    target: str, *, env: dict[str, str] | None = None, timeout: float = 3600, python: str | None = None, **kwargs
+) -> CaseResult:
     """Run `module:function(**kwargs)` in a new process and return what it returned.
 
     With DATABASE_URL (or DJANGO_SETTINGS_MODULE) in `env`, Django is set up
     first. The child's stderr (progress bars) passes through; it reports its
-    own peak RSS beside the result.
+    own peak RSS beside the result. `python` runs it under another interpreter
+    (a baseline's own virtualenv); the default is this one.
     """
     child_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.case_entry", target, json.dumps(kwargs)],
+        [python or sys.executable, "-m", "bench.case_entry", target, json.dumps(kwargs)],
         cwd=ROOT,
         env=child_env,
         stdout=subprocess.PIPE,

@@ -33,3 +33,19 @@ class OutboxEntry(models.Model):
     class Meta:
         db_table = "event_store_outbox"
         ordering = ["stored_event"]
+
+
+class SnapshotRecord(models.Model):
+    """The latest snapshot of one stream: a cache of its state, rebuilt from the events when missing or stale."""
+
+    stream_id = models.CharField(max_length=64, primary_key=True)
+    version = models.PositiveIntegerField()
+    schema = models.CharField(max_length=64)
+    state = models.JSONField()
+    taken_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "event_store_snapshots"
+
+    def __str__(self) -> str:
+        return f"snapshot of {self.stream_id} at v{self.version}"

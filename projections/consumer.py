@@ -2,6 +2,8 @@
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from eventstore.store import EventStore
 from eventstore.transports.base import EventSubscription
 from projections.services import project_deliveries
@@ -18,18 +20,22 @@ class BatchOutcome:
 
 
 def consume_batch(
-    *, subscription: EventSubscription, event_store: EventStore, max_records: int = 500, timeout_ms: int = 1000
+    *, subscription: EventSubscription, event_store: EventStore, max_records: int | None = None, timeout_ms: int = 1000
 ) -> BatchOutcome:
-    """Poll one batch, apply it, and only then commit the offsets.
+    """Poll one batch (settings.TECHBANK_PROJECTION_BATCH messages at most), apply it, and only then commit the offsets.
 
-    project_deliveries commits each account's changes in its own database
-    transaction and skips versions already applied, so a batch redelivered
-    after a crash (before the commit below) changes nothing the second time.
+    project_deliveries applies the batch in one database transaction (an
+    account with an event that cannot be applied in one of its own) and skips
+    versions already applied, so a batch redelivered after a crash (before the
+    commit below) changes nothing the second time.
     A message that cannot be applied (poison) is stored in the dead-letter
     table before the commit, and the line moves on; an infrastructure error
     (the read database down) propagates, and the batch is not committed: the
     subscription goes back to the last commit, so the next poll returns it again.
     """
+    # A batch is one read-model transaction, whose cost (locking the summaries, two writes,
+    # the commit) its events share.
+    max_records = max_records or settings.TECHBANK_PROJECTION_BATCH
     deliveries = subscription.poll(max_records=max_records, timeout_ms=timeout_ms)
     outcome = BatchOutcome(received=len(deliveries))
     if not deliveries:

@@ -1,13 +1,19 @@
 """Services that write the read side: live projection, setting poison events aside, retry, rebuild."""
 import logging
+import queue
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import groupby
+from functools import partial
+from itertools import groupby, islice
+from operator import attrgetter
 from typing import Callable, Iterable, Iterator, Sequence
 from uuid import UUID
 
-from django.db import DataError, Error, transaction
+from django.db import DEFAULT_DB_ALIAS, DataError, Error, connections, transaction
 from django.db.models import Count, OuterRef, Subquery
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from eventstore.store import EventStore, StoredEvent
@@ -15,14 +21,18 @@ from eventstore.transports import envelope
 from eventstore.transports.base import Delivery
 from projections import dead_letters
 from projections.models import AccountSummary, DeadLetter, DeadLetterSource, DeadLetterStatus, LedgerEntry
-from projections.projectors import apply_event
+from projections.projectors import LedgerRow, apply_event
 
 logger = logging.getLogger(__name__)
 
-LEDGER_BATCH_SIZE = 5000
-# How many events verification reads from the store at a time.
-VERIFY_BATCH_SIZE = 5_000
+# How many events a replay (rebuild, verification) reads from the store and writes at a time.
+REPLAY_BATCH_SIZE = 10_000
+# The page cache of a replay's SQLite connection, in KiB (its memory grows by up to that much).
+SQLITE_REPLAY_CACHE_KIB = 128 * 1024
+# How many summaries one query locks: a batch from the topic may hold thousands of accounts.
+LOCK_CHUNK_SIZE = 1_000
 SUMMARY_FIELDS = ("holder", "account_type", "balance", "status", "opened_at", "closed_at", "version")
+LEDGER_COLUMNS = ("account", "version", "event_id", "kind", "amount", "balance_after", "occurred_at")
 
 # A write of the read rows that fails with one of these failed because of the
 # event's values (a number too large for its column, say). Any other database
@@ -67,34 +77,38 @@ def project_stream(*, stream_id: str, events: Sequence[StoredEvent], event_store
         return 0
     with transaction.atomic():
         summary = AccountSummary.objects.select_for_update().filter(id=UUID(stream_id)).first()
-        current = summary.version if summary else 0
-        if events[-1].version <= current:
+        pending = _unapplied(stream_id, events, summary.version if summary else 0, event_store)
+        if not pending:
             return 0
-        if events[0].version > current + 1 or any(
-            b.version != a.version + 1 for a, b in zip(events, events[1:])
-        ):
-            events = event_store.load_stream(stream_id, after_version=current)
         if summary is None:
             summary = AccountSummary(id=UUID(stream_id), version=0)
-        entries, applied = [], []
-        for event in events:
-            if event.version <= summary.version:
-                continue
-            entries.append(_apply(summary, event))
-            applied.append(event)
-        if not entries:  # the store had nothing after `current` (it lags the topic): nothing to write
-            return 0
+        entries = [_apply(summary, event) for event in pending]
         try:
-            summary.save()
-            LedgerEntry.objects.bulk_create(entries)
+            account_summaries_upsert([summary])
+            ledger_rows_insert(entries)
         except EVENT_CAUSED_WRITE_ERRORS as exc:
             # Which of several events holds the bad value cannot be told from here: the
             # first is named, and setting poison aside tries them one at a time, which tells.
-            raise EventNotApplicable(applied[0], exc) from exc
+            raise EventNotApplicable(pending[0], exc) from exc
         return len(entries)
 
 
-def _apply(summary: AccountSummary, event: StoredEvent) -> LedgerEntry:
+def _unapplied(
+    stream_id: str, events: Sequence[StoredEvent], projected: int, event_store: EventStore
+) -> list[StoredEvent]:
+    """The account's events after version `projected`, in order: those given, or the store's if they leave a gap.
+
+    Empty if they are all applied already, or if the store has nothing after
+    `projected` either (it lags the topic).
+    """
+    if events[-1].version <= projected:
+        return []
+    if events[0].version > projected + 1 or any(b.version != a.version + 1 for a, b in zip(events, events[1:])):
+        events = event_store.load_stream(stream_id, after_version=projected)
+    return [event for event in events if event.version > projected]
+
+
+def _apply(summary: AccountSummary, event: StoredEvent) -> LedgerRow:
     try:
         return apply_event(summary, event)
     except Error:  # a database error is never the event's fault
@@ -113,9 +127,12 @@ class ProjectionOutcome:
 def project_deliveries(*, deliveries: Sequence[Delivery], event_store: EventStore) -> ProjectionOutcome:
     """Apply messages received from the topic; set aside the ones that cannot be applied.
 
-    Everything is stored (read rows and dead letters) when this returns, so the
-    caller may commit the offsets. Infrastructure errors propagate: then
-    nothing is to be committed, and the messages come again.
+    The batch is applied in one transaction; an account with an event that
+    cannot be applied is then taken on its own, and its poison event and the
+    ones behind it are set aside. Everything is stored (read rows and dead
+    letters) when this returns, so the caller may commit the offsets.
+    Infrastructure errors propagate: then nothing is to be committed, and the
+    messages come again.
     """
     outcome = ProjectionOutcome()
     received: dict[UUID, Delivery] = {}
@@ -146,15 +163,73 @@ def project_events_isolating_poison(
 def _project_setting_poison_aside(
     events: Sequence[StoredEvent], event_store: EventStore, source: str, received: dict[UUID, Delivery]
 ) -> tuple[int, int]:
-    applied = set_aside = 0
+    """All the accounts together if that works; an account with an event that cannot be applied on its own."""
     ordered = sorted(events, key=lambda e: (e.stream_id, e.version))
-    for stream_id, stream_events in groupby(ordered, key=lambda e: e.stream_id):
+    streams = {stream_id: list(events) for stream_id, events in groupby(ordered, key=lambda e: e.stream_id)}
+    try:
+        applied, poisoned = _project_streams_together(streams, event_store)
+    except EVENT_CAUSED_WRITE_ERRORS:
+        # The database refused a value: all rolled back, and one account at a time tells whose it was.
+        applied, poisoned = 0, list(streams)
+    set_aside = 0
+    for stream_id in poisoned:
         stream_applied, stream_set_aside = _project_stream_setting_poison_aside(
-            stream_id, list(stream_events), event_store, source, received
+            stream_id, streams[stream_id], event_store, source, received
         )
         applied += stream_applied
         set_aside += stream_set_aside
     return applied, set_aside
+
+
+def _project_streams_together(
+    streams: dict[str, list[StoredEvent]], event_store: EventStore
+) -> tuple[int, list[str]]:
+    """Apply many accounts' events in one transaction: (how many applied, the accounts left out).
+
+    One query locks the summaries, the events are applied in memory, and the
+    ledger rows and the summaries are written in one statement each: per event,
+    this costs a fraction of a transaction per account. An account with an
+    event that cannot be applied is left out (its rows are not written) for the
+    caller to take on its own; a write the database refuses for a value raises,
+    and everything is rolled back.
+    """
+    ids = {stream_id: UUID(stream_id) for stream_id in streams}
+    with transaction.atomic():
+        summaries = _summaries_for_update(list(ids.values()))
+        entries: list[LedgerRow] = []
+        changed: list[AccountSummary] = []
+        poisoned: list[str] = []
+        for stream_id, events in streams.items():
+            summary = summaries.get(ids[stream_id])
+            pending = _unapplied(stream_id, events, summary.version if summary else 0, event_store)
+            if not pending:
+                continue
+            if summary is None:
+                summary = AccountSummary(id=ids[stream_id], version=0)
+            try:
+                stream_entries = [_apply(summary, event) for event in pending]
+            except EventNotApplicable:
+                poisoned.append(stream_id)  # this summary is half applied: it is not written
+                continue
+            entries += stream_entries
+            changed.append(summary)
+        account_summaries_upsert(changed)
+        ledger_rows_insert(entries)
+    return len(entries), poisoned
+
+
+def _summaries_for_update(ids: list[UUID]) -> dict[UUID, AccountSummary]:
+    """The existing summaries among `ids`, locked until the transaction ends.
+
+    Locked in id order, so that two batches sharing accounts wait for each other instead of deadlocking.
+    """
+    ids = sorted(ids)
+    found = {}
+    for start in range(0, len(ids), LOCK_CHUNK_SIZE):
+        chunk = ids[start : start + LOCK_CHUNK_SIZE]
+        locked = AccountSummary.objects.select_for_update().filter(id__in=chunk).order_by("id")
+        found.update((summary.id, summary) for summary in locked)
+    return found
 
 
 def _project_stream_setting_poison_aside(
@@ -274,42 +349,35 @@ def rebuild_read_model(
 ) -> tuple[int, int]:
     """Drop the read model and replay every stored event; returns (events, accounts).
 
-    Memory grows with the number of accounts, not events: ledger rows are
-    written in batches as the replay goes. An event that cannot be applied
-    stops its account at the version before it, as the live projection does,
-    and is recorded in the dead-letter table; the other accounts go on.
+    All in one transaction: readers see the old read model until the new one
+    is complete. Memory grows with the number of accounts, not events: the
+    store is read and the ledger written a batch at a time. An event that
+    cannot be applied stops its account at the version before it, as the live
+    projection does, and is recorded in the dead-letter table; the other
+    accounts go on.
     """
-    summaries: dict[str, AccountSummary] = {}
-    ledger: list[LedgerEntry] = []
-    poison: list[EventNotApplicable] = []
-    replayed = 0
-    with transaction.atomic():
+    replay = _Replay()
+    with _sqlite_page_cache(SQLITE_REPLAY_CACHE_KIB), transaction.atomic():
         LedgerEntry.objects.all().delete()
         AccountSummary.objects.all().delete()
-        for event in event_store.read_all():
-            summary = summaries.get(event.stream_id)
-            if summary is None:
-                summary = summaries[event.stream_id] = AccountSummary(id=UUID(event.stream_id), version=0)
-            if event.version == summary.version + 1:  # after a poison event the version no longer advances
-                try:
-                    ledger.append(_apply(summary, event))
-                except EventNotApplicable as failure:
-                    poison.append(failure)
-            replayed += 1
-            if len(ledger) >= LEDGER_BATCH_SIZE:
-                LedgerEntry.objects.bulk_create(ledger)
-                ledger.clear()
-            on_progress(1)
-        LedgerEntry.objects.bulk_create(ledger)
-        projected = [s for s in summaries.values() if s.version > 0]  # not those whose opening was poison
-        AccountSummary.objects.bulk_create(projected, batch_size=1000)
-        for failure in poison:
+        # The store is read, replayed and made into rows a batch ahead, in a thread of its
+        # own (with a connection of its own), while the database writes the batch before:
+        # their work overlaps, instead of each waiting for the other.
+        ledger = _RowWriter(LedgerEntry, LEDGER_COLUMNS)
+        batches = ((ledger.rows(entries), replayed) for entries, replayed in replay.batches(event_store))
+        for rows, replayed in _read_ahead(batches):
+            ledger.execute(rows)
+            on_progress(replayed)
+        projected = replay.projected()
+        for start in range(0, len(projected), REPLAY_BATCH_SIZE):
+            account_summaries_upsert(projected[start : start + REPLAY_BATCH_SIZE])
+        for failure in replay.poison:
             dead_letters.dead_letter_event(event=failure.event, cause=failure.cause, source=DeadLetterSource.REBUILD)
-    if poison:
+    if replay.poison:
         logger.warning(
-            "rebuild: %d account(s) stopped at an event that cannot be applied (see Dead letters)", len(poison)
+            "rebuild: %d account(s) stopped at an event that cannot be applied (see Dead letters)", len(replay.poison)
         )
-    return replayed, len(projected)
+    return replay.replayed, len(projected)
 
 
 def read_model_differences(
@@ -319,41 +387,204 @@ def read_model_differences(
 
     Each account's summary is compared field by field, and its ledger by how
     many entries it has and the version and balance after its last one. The
-    replay runs in memory through the live projection's projectors; memory grows
-    with the number of accounts, not events (the store is read in large
-    batches, the read model in one query per table). `on_progress` is told how
-    many more events were replayed, a batch at a time.
+    replay runs in memory through the live projection's projectors, as the
+    rebuild's does; memory grows with the number of accounts, not events (the
+    store is read in large batches, the read model in one query per table).
+    `on_progress` is told how many more events were replayed, a batch at a time.
     """
-    expected: dict[str, AccountSummary] = {}
-    last_entries: dict[str, tuple[int, Decimal]] = {}  # version, balance_after
-    unreported = 0
-    for event in event_store.read_all(batch_size=VERIFY_BATCH_SIZE):
-        summary = expected.get(event.stream_id)
-        if summary is None:
-            summary = expected[event.stream_id] = AccountSummary(id=UUID(event.stream_id), version=0)
-        if event.version == summary.version + 1:  # after a poison event the version no longer advances
-            try:
-                entry = _apply(summary, event)
-                last_entries[event.stream_id] = (entry.version, entry.balance_after)
-            except EventNotApplicable:
-                pass  # the account stops before it, as in the live projection and the rebuild
-        unreported += 1
-        if unreported == VERIFY_BATCH_SIZE:
-            on_progress(unreported)
-            unreported = 0
-    on_progress(unreported)
+    replay = _Replay()
+    last_entries: dict[UUID, tuple[int, Decimal]] = {}  # account id -> version, balance_after
+    for entries, replayed in replay.batches(event_store):
+        for entry in entries:
+            last_entries[entry.account_id] = (entry.version, entry.balance_after)
+        on_progress(replayed)
 
     summaries = {str(row[0]): row[1:] for row in AccountSummary.objects.values_list("id", *SUMMARY_FIELDS)}
     ledgers = {str(row[0]): row[1:] for row in _ledger_ends()}
-    for stream_id in sorted(expected.keys() | summaries.keys() | ledgers.keys()):
-        want = expected.get(stream_id)
+    for stream_id in sorted(replay.summaries.keys() | summaries.keys() | ledgers.keys()):
+        want = replay.summaries.get(stream_id)
         if want is None or want.version == 0:  # no events, or its opening cannot be applied: no read model
             want_summary = want_ledger = None
         else:
             want_summary = tuple(getattr(want, field) for field in SUMMARY_FIELDS)
-            want_ledger = (want.version, *last_entries[stream_id])  # one entry per applied event
+            want_ledger = (want.version, *last_entries[want.id])  # one entry per applied event
         if summaries.get(stream_id) != want_summary or ledgers.get(stream_id) != want_ledger:
             yield stream_id
+
+
+class _Replay:
+    """Every stored event, in the store's order, through the live projection's projectors, in memory.
+
+    One summary per account (memory grows with accounts, not events). After an
+    event that cannot be applied the account's version no longer advances, so
+    its later events are skipped, as the live projection leaves them waiting.
+    """
+
+    def __init__(self):
+        self.summaries: dict[str, AccountSummary] = {}  # by stream id
+        self.poison: list[EventNotApplicable] = []
+        self.replayed = 0
+
+    def batches(self, event_store: EventStore) -> Iterator[tuple[list[LedgerRow], int]]:
+        """A batch of events at a time: the ledger rows of those applied, and how many were replayed."""
+        events = event_store.read_all(batch_size=REPLAY_BATCH_SIZE)
+        while batch := list(islice(events, REPLAY_BATCH_SIZE)):
+            yield self._apply(batch), len(batch)
+            self.replayed += len(batch)
+
+    def _apply(self, events: list[StoredEvent]) -> list[LedgerRow]:
+        entries = []
+        summaries = self.summaries
+        for event in events:
+            summary = summaries.get(event.stream_id)
+            if summary is None:
+                summary = summaries[event.stream_id] = AccountSummary(id=UUID(event.stream_id), version=0)
+            if event.version == summary.version + 1:
+                try:
+                    entries.append(_apply(summary, event))
+                except EventNotApplicable as failure:
+                    self.poison.append(failure)
+        return entries
+
+    def projected(self) -> list[AccountSummary]:
+        """The summaries to write: not those whose opening cannot be applied."""
+        return [summary for summary in self.summaries.values() if summary.version > 0]
+
+
+_END = object()
+
+
+def _read_ahead(items: Iterator, depth: int = 2) -> Iterator:
+    """`items`, produced by a thread of their own up to `depth` items ahead of the caller.
+
+    What the thread raises is raised here; if the caller stops early, the thread stops too.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stopped = threading.Event()
+
+    def put(item) -> bool:
+        while not stopped.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_END, None))
+        except BaseException as error:
+            put((_END, error))
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    producer = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = ready.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stopped.set()
+        producer.join()
+
+
+def ledger_rows_insert(rows: Sequence[LedgerRow]) -> None:
+    """Insert ledger rows (LedgerRows, or anything with a LedgerEntry's attributes) in one statement."""
+    _RowWriter(LedgerEntry, LEDGER_COLUMNS).write(rows)
+
+
+def account_summaries_upsert(summaries: Sequence[AccountSummary]) -> None:
+    """Insert the new summaries and update the others (by id) in one statement."""
+    _RowWriter(AccountSummary, ("id", *SUMMARY_FIELDS), update=SUMMARY_FIELDS).write(summaries)
+
+
+class _RowWriter:
+    """Writes rows of a model with the driver's executemany.
+
+    The read side writes a row per event: a model instance for each, and
+    bulk_create preparing every value through its field, cost more than all
+    the rest of the projection (three quarters of a live batch's time). Here
+    the values are read off the objects' attributes a column at a time, and
+    each column goes through one cheap conversion, the one its field would
+    make (see _driver_values). With `update`, a row whose primary key is taken
+    updates those columns instead (an upsert, in the database's own dialect).
+    """
+
+    def __init__(self, model, columns: Sequence[str], *, update: Sequence[str] = (), using: str = DEFAULT_DB_ALIAS):
+        self.connection = connections[using]
+        ops = self.connection.ops
+        fields = [model._meta.get_field(name) for name in columns]
+        names, values = ", ".join(ops.quote_name(field.column) for field in fields), ", ".join(["%s"] * len(fields))
+        self.sql = f"INSERT INTO {ops.quote_name(model._meta.db_table)} ({names}) VALUES ({values})"
+        if update:
+            updated = [model._meta.get_field(name).column for name in update]
+            self.sql += " " + ops.on_conflict_suffix_sql(fields, OnConflict.UPDATE, updated, [model._meta.pk.column])
+        self.getters = [attrgetter(field.attname) for field in fields]
+        self.conversions = [_driver_values(field, self.connection) for field in fields]
+
+    def write(self, objects: Sequence) -> None:
+        self.execute(self.rows(objects))
+
+    def rows(self, objects: Sequence) -> list[tuple]:
+        """The objects' values as the driver takes them (no database access: any thread may ask)."""
+        columns = [
+            map(getter, objects) if convert is None else map(convert, map(getter, objects))
+            for getter, convert in zip(self.getters, self.conversions)
+        ]
+        return list(zip(*columns))
+
+    def execute(self, rows: list[tuple]) -> None:
+        if rows:
+            with self.connection.cursor() as cursor:
+                cursor.executemany(self.sql, rows)
+
+
+@contextmanager
+def _sqlite_page_cache(kib: int, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """On SQLite, a page cache of `kib` KiB for the connection while this lasts (elsewhere, nothing).
+
+    A replay makes millions of inserts at random places of the ledger's
+    indexes: they thrash SQLite's default 2 MB cache (twice the CPU time, and
+    pages spilled to disk). Memory grows by up to `kib`, whatever the number of events.
+    """
+    connection = connections[using]
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA cache_size")
+        (previous,) = cursor.fetchone()
+        cursor.execute(f"PRAGMA cache_size = -{int(kib)}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA cache_size = {int(previous)}")
+
+
+def _driver_values(field, connection) -> Callable | None:
+    """What field.get_db_prep_save(value, connection) does for this field's type, cheaply (None: nothing to do)."""
+    kind = (field.target_field if field.is_relation else field).get_internal_type()
+    if kind in ("CharField", "PositiveIntegerField", "IntegerField", "BigIntegerField"):
+        return None
+    if kind == "UUIDField":
+        return None if connection.features.has_native_uuid_field else attrgetter("hex")
+    if kind == "DateTimeField":
+        return connection.ops.adapt_datetimefield_value
+    if kind == "DecimalField":
+        return partial(
+            connection.ops.adapt_decimalfield_value, max_digits=field.max_digits, decimal_places=field.decimal_places
+        )
+    return partial(field.get_db_prep_save, connection=connection)
 
 
 def _ledger_ends() -> Iterator[tuple]:

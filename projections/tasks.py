@@ -1,4 +1,9 @@
-"""Celery entry point for the projection consumer: thin, the work is in projections.consumer."""
+"""Celery entry point for a bounded run of the projection consumer: thin, the work is in projections.consumer.
+
+Not on beat's schedule: the worker runs the continuous consumer (`run_projection_consumer`)
+beside itself (techbank_site/celery.py), which is what keeps the read model's lag low. This
+task is for a worker without it, or a one-off catch-up.
+"""
 import logging
 import time
 
@@ -14,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 @shared_task(ignore_result=True)
 def consume_events_task(seconds: float = 5.0) -> int:
-    """Consume for about `seconds`, then return; beat starts it again.
+    """Consume for about `seconds`, then return.
 
     Each worker process keeps its own group member between runs, so the
     group does not rebalance every time the task starts.

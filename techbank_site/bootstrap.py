@@ -1,5 +1,6 @@
 """The composition root: the one place that picks backends from settings."""
 import os
+from datetime import timedelta
 import socket
 import threading
 from functools import cache, wraps
@@ -9,7 +10,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 from accounts.adapters.publishers import InProcessPublisher, RelayNudgePublisher
 from accounts.adapters.repository import BankAccountRepository
-from accounts.service_layer.command_bus import CommandBus
+from accounts.service_layer.command_bus import RECENT_ACCOUNTS, CommandBus
+from eventstore.snapshots import SnapshotStore
 from eventstore.store import EventStore
 from eventstore.transports.base import EventSubscription, EventTransport
 
@@ -52,6 +54,31 @@ def event_store() -> EventStore:
 
 
 @_built_once
+def snapshot_store() -> SnapshotStore:
+    """Snapshots of long account streams, beside the events (same database)."""
+    backend = settings.TECHBANK_EVENT_STORE
+    if backend == "sql":
+        from eventstore.backends.django_orm import DjangoSnapshotStore
+
+        return DjangoSnapshotStore()
+    if backend == "mongo":
+        from eventstore.backends.mongo import MongoSnapshotStore
+
+        return MongoSnapshotStore(event_store())
+    raise _unknown("TECHBANK_EVENT_STORE", backend, "sql, mongo")
+
+
+@_built_once
+def account_repository() -> BankAccountRepository:
+    return BankAccountRepository(
+        event_store(),
+        snapshot_store(),
+        snapshot_every=settings.TECHBANK_SNAPSHOT_EVERY,
+        idempotency_ttl=timedelta(hours=settings.TECHBANK_IDEMPOTENCY_TTL_HOURS),
+    )
+
+
+@_built_once
 def event_transport() -> EventTransport:
     from eventstore.transports.kafka import KafkaTransport
 
@@ -70,9 +97,7 @@ def _project(events):
 
 
 def _nudge_relay():
-    from eventstore.tasks import relay_outbox_task
-
-    relay_outbox_task.apply_async(retry=False)
+    relay_nudges().nudge()
 
 
 @_built_once
@@ -85,9 +110,10 @@ def command_bus() -> CommandBus:
     else:
         raise _unknown("TECHBANK_EVENT_BUS", backend, "inline, kafka")
     return CommandBus(
-        accounts=BankAccountRepository(event_store()),
+        accounts=account_repository(),
         publisher=publisher,
         max_attempts=settings.TECHBANK_COMMAND_MAX_ATTEMPTS,
+        recent_accounts=RECENT_ACCOUNTS,
     )
 
 
@@ -102,6 +128,24 @@ def relay_lock():
 
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=2, socket_timeout=5)
     return client.lock(f"techbank:relay-outbox:{settings.TECHBANK_KAFKA_TOPIC}", timeout=10, thread_local=False)
+
+
+@_built_once
+def relay_nudges():
+    """Wakes the relay that follows the outbox (Redis pub/sub on Celery's Redis, one channel per topic)."""
+    from eventstore.nudges import RedisRelayNudges
+
+    return RedisRelayNudges(settings.CELERY_BROKER_URL, f"techbank:relay-nudge:{settings.TECHBANK_KAFKA_TOPIC}")
+
+
+def worker_companions(worker: str) -> list[list[str]]:
+    """The long-running management commands the Celery worker `worker` runs beside itself (techbank_site/celery.py).
+
+    The consumer's static member id is the worker's name: a restarted worker takes its partitions back at once.
+    """
+    if settings.TECHBANK_EVENT_BUS == "kafka":
+        return [["relay_outbox", "--follow"], ["run_projection_consumer", "--member-id", f"{worker}-projector"]]
+    return []  # inline: the request projects; nothing to relay or consume
 
 
 def projection_member_id() -> str:
@@ -134,5 +178,5 @@ def close_projection_subscription() -> None:
 def reset() -> None:
     """Forget built objects (tests that change settings call this)."""
     close_projection_subscription()
-    for built in (event_store, event_transport, command_bus):
+    for built in (event_store, snapshot_store, account_repository, event_transport, command_bus, relay_nudges):
         built.cache_clear()

@@ -102,9 +102,17 @@ SQLITE_OPTIONS = {
     "timeout": 30,
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
 }
+# By default each request opens its own connection: a database that hangs then
+# costs a request the 5 s connect timeout below and a 503, never a wait on a
+# kept connection. Keeping them (TECHBANK_DB_CONN_MAX_AGE seconds, checked before
+# reuse) saves the connect, about a tenth of the server's time on MariaDB
+# (BENCHMARKS.md, http), at that cost.
 DATABASES = {
     "default": dj_database_url.config(
-        env="DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0
+        env="DATABASE_URL",
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=int(os.environ.get("TECHBANK_DB_CONN_MAX_AGE", "0")),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -196,8 +204,13 @@ TECHBANK_EVENT_BUS = os.environ.get("TECHBANK_EVENT_BUS", "inline")  # inline | 
 TECHBANK_KAFKA_BOOTSTRAP = os.environ.get("TECHBANK_KAFKA_BOOTSTRAP", "localhost:9092")
 TECHBANK_KAFKA_TOPIC = os.environ.get("TECHBANK_KAFKA_TOPIC", "techbank.account-events")
 TECHBANK_KAFKA_GROUP = os.environ.get("TECHBANK_KAFKA_GROUP", "techbank-projections")
+# How many messages the projection consumer applies in one read-model transaction.
+TECHBANK_PROJECTION_BATCH = int(os.environ.get("TECHBANK_PROJECTION_BATCH", "2000"))
 # How long an Idempotency-Key is remembered (per user).
 TECHBANK_IDEMPOTENCY_TTL_HOURS = float(os.environ.get("TECHBANK_IDEMPOTENCY_TTL_HOURS", "24"))
+# A snapshot of an account is stored once its stream has grown this many events
+# past the last one, so loading it replays at most that many; 0 turns snapshots off.
+TECHBANK_SNAPSHOT_EVERY = int(os.environ.get("TECHBANK_SNAPSHOT_EVERY", "100"))
 # How often a command that lost a race for its account is reloaded and retried.
 TECHBANK_COMMAND_MAX_ATTEMPTS = int(os.environ.get("TECHBANK_COMMAND_MAX_ATTEMPTS", "30"))
 
@@ -207,16 +220,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout"
 CELERY_TASK_IGNORE_RESULT = True
 # Stacks that share one Redis keep apart by queue name.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("TECHBANK_CELERY_QUEUE", "techbank")
-# `celery -A techbank_site worker -B` runs the relay and the projection consumer.
-# `expires` drops runs that waited too long, so a busy worker does not pile them up.
+# `celery -A techbank_site worker -B` runs the relay and the projection consumer as long-running
+# companion processes (techbank_site/celery.py); relay-outbox is only a safety net (it does nothing
+# while the following relay holds the lock). `expires` drops runs that waited too long.
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {"task": "eventstore.tasks.relay_outbox_task", "schedule": 1.0, "options": {"expires": 5}},
     "purge-idempotency-keys": {"task": "accounts.tasks.purge_idempotency_records_task", "schedule": 3600.0},
-    "consume-events": {
-        "task": "projections.tasks.consume_events_task",
-        "schedule": 5.0,
-        "options": {"expires": 5},
-    },
 }
 
 LOGGING = {

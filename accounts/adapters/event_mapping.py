@@ -1,6 +1,7 @@
 """Domain events <-> the event store's records. Money travels as a string."""
 import dataclasses
 import uuid
+from functools import cache
 from decimal import Decimal
 from uuid import UUID
 
@@ -26,13 +27,19 @@ def to_new_event(event: AccountEvent) -> NewEvent:
     )
 
 
+@cache
+def _field_is_money(event_class: type[AccountEvent]) -> dict[str, bool]:
+    """Each field's name, and whether it holds money (a Decimal): asked once per class, not per event."""
+    return {f.name: f.type in (Decimal, "Decimal") for f in dataclasses.fields(event_class)}
+
+
 def to_domain_event(stored: StoredEvent) -> AccountEvent:
     event_class = EVENT_TYPES[stored.event_type]
-    fields = {f.name: f for f in dataclasses.fields(event_class)}
+    is_money = _field_is_money(event_class)
     data = {
-        name: Decimal(value) if fields[name].type in (Decimal, "Decimal") else value
+        name: Decimal(value) if is_money[name] else value
         for name, value in stored.data.items()
-        if name in fields
+        if name in is_money
     }
     return event_class(
         account_id=UUID(stored.stream_id),

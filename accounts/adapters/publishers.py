@@ -13,9 +13,10 @@ logger = logging.getLogger(__name__)
 class InProcessPublisher(EventPublisher):
     """The embedded default: projects the store's outbox in the request's thread.
 
-    It runs after the append has committed, and drains the whole outbox rather
-    than just the events it was handed: whatever an earlier failure left
-    behind goes through too. An event that cannot be applied is set aside by
+    It runs after the append has committed: first the events it was handed,
+    then whatever else is in the outbox (an earlier failure's leftovers).
+    Projecting its own events first keeps concurrent requests from each
+    projecting the others' events too. An event that cannot be applied is set aside by
     the projection (the dead-letter table), so it does not hold the others up.
     Any other projection failure (the read database down) is logged, not
     raised: the command has already happened, and its events stay in the
@@ -28,7 +29,16 @@ class InProcessPublisher(EventPublisher):
 
     def publish(self, events: Sequence[StoredEvent]) -> None:
         if events:
-            transaction.on_commit(self.drain_outbox)
+            transaction.on_commit(lambda: self._project_then_drain(events))
+
+    def _project_then_drain(self, events: Sequence[StoredEvent]) -> None:
+        try:
+            self.project(events)
+            self.event_store.mark_published([e.event_id for e in events])
+        except Exception:
+            logger.exception("projecting the command's events failed; they stay in the outbox")
+            return
+        self.drain_outbox()
 
     def drain_outbox(self, batch_size: int = 500) -> int:
         drained = 0
@@ -43,10 +53,11 @@ class InProcessPublisher(EventPublisher):
 
 
 class RelayNudgePublisher(EventPublisher):
-    """The Kafka stack: the relay publishes from the outbox; this only wakes it early.
+    """The Kafka stack: the relay publishes from the outbox; this only wakes it at once.
 
-    If the nudge cannot be sent (Redis down), nothing is lost: the relay's
-    periodic run picks the events up.
+    The nudge is sent once the command has committed. If it cannot be sent
+    (Redis down), nothing is lost: the relay also looks at the outbox every
+    second by itself.
     """
 
     def __init__(self, nudge: Callable[[], object]):
@@ -60,4 +71,4 @@ class RelayNudgePublisher(EventPublisher):
         try:
             self.nudge()
         except Exception as exc:  # the request must not fail for a late nudge
-            logger.warning("could not wake the relay (%s); its periodic run will publish", exc)
+            logger.warning("could not wake the relay (%s); it publishes within a second by itself", exc)

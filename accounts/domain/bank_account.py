@@ -43,6 +43,30 @@ def clean_account_type(account_type: object) -> str:
     return account_type
 
 
+class InvalidSnapshot(ValueError):
+    """A snapshot this code cannot restore: the caller replays the events instead."""
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _from_iso(text: object) -> datetime | None:
+    if text is None:
+        return None
+    moment = datetime.fromisoformat(_checked(text, str))
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return moment
+
+
+def _checked(value, expected: type):
+    # bool is an int, but no count or version is a bool.
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise TypeError(f"{value!r} is not a {expected.__name__}")
+    return value
+
+
 class BankAccount:
     """State is rebuilt from events; every change goes through `_record`."""
 
@@ -67,6 +91,59 @@ class BankAccount:
             account._apply(event)
         if account.version == 0:
             raise errors.AccountNotFound(f"No bank account with id {account_id}")
+        return account
+
+    # -- snapshots ---------------------------------------------------------
+    def to_snapshot(self, *, handled_since: datetime | None = None) -> dict:
+        """The state every rule and `has_handled` rely on, as plain JSON-able data (money as strings).
+
+        Requests handled before `handled_since` are left out: a caller that only
+        ever asks `has_handled(since=...)` with a later `since` (an idempotency key
+        expires) gets the same answers, and the snapshot does not grow with the
+        account's whole history of keys. Without it every handled request is kept.
+        """
+        return {
+            "version": self.version,
+            "holder": self.holder,
+            "account_type": self.account_type,
+            "balance": str(self.balance),
+            "is_closed": self.is_closed,
+            "opened_at": _iso(self.opened_at),
+            "closed_at": _iso(self.closed_at),
+            "handled_requests": [
+                [issued_by, key, handled_at.isoformat()]
+                for (issued_by, key), handled_at in self.handled_requests.items()
+                if handled_since is None or handled_at >= handled_since
+            ],
+        }
+
+    @classmethod
+    def from_snapshot(
+        cls, account_id: UUID, snapshot: dict, history: Iterable[AccountEvent] = ()
+    ) -> "BankAccount":
+        """The account as `to_snapshot` left it, then `history` (the events after it) applied.
+
+        Raises InvalidSnapshot if the snapshot is not one `to_snapshot` could have written.
+        """
+        account = cls(account_id)
+        try:
+            account.version = _checked(snapshot["version"], int)
+            account.holder = _checked(snapshot["holder"], str)
+            account.account_type = _checked(snapshot["account_type"], str)
+            account.balance = Decimal(_checked(snapshot["balance"], str))
+            account.is_closed = _checked(snapshot["is_closed"], bool)
+            account.opened_at = _from_iso(snapshot["opened_at"])
+            account.closed_at = _from_iso(snapshot["closed_at"])
+            account.handled_requests = {
+                (_checked(issued_by, str), _checked(key, str)): _from_iso(handled_at)
+                for issued_by, key, handled_at in snapshot["handled_requests"]
+            }
+        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+            raise InvalidSnapshot(f"Not a snapshot of a bank account: {error!r}") from None
+        if account.version < 1 or not account.balance.is_finite() or account.opened_at is None:
+            raise InvalidSnapshot("Not a snapshot of a bank account: no opening")
+        for event in history:
+            account._apply(event)
         return account
 
     @classmethod

@@ -20,6 +20,8 @@ def _opening_id(metadata: commands.CommandMetadata) -> uuid.UUID:
 
 
 def _already_handled(account: BankAccount, metadata: commands.CommandMetadata) -> bool:
+    if not metadata.idempotency_key:
+        return False  # no key, no earlier request to find
     return account.has_handled(metadata.as_dict(), since=metadata.idempotent_since)
 
 

@@ -1,10 +1,15 @@
 """The SQL event store, through the Django ORM (SQLite, MySQL/MariaDB, PostgreSQL)."""
+import json
 import logging
-from typing import Iterator, Sequence
+import uuid
+from datetime import datetime
+from typing import Iterator, NamedTuple, Sequence
 
 from django.db import IntegrityError, OperationalError, connections, transaction
+from django.utils import timezone
 
-from eventstore.models import OutboxEntry, StoredEventRecord
+from eventstore.models import OutboxEntry, SnapshotRecord, StoredEventRecord
+from eventstore.snapshots import Snapshot, SnapshotStore
 from eventstore.store import ConcurrencyConflict, EventStore, NewEvent, StoredEvent
 
 logger = logging.getLogger(__name__)
@@ -19,19 +24,6 @@ MYSQL_DEADLOCK = 1213
 DEADLOCK_ATTEMPTS = 3
 
 
-def _to_stored(record: StoredEventRecord) -> StoredEvent:
-    return StoredEvent(
-        event_id=record.event_id,
-        stream_id=record.stream_id,
-        version=record.version,
-        event_type=record.event_type,
-        data=record.data,
-        occurred_at=record.occurred_at,
-        metadata=record.metadata,
-        position=record.position,
-    )
-
-
 # Reads fetch these columns as tuples: building a model instance per row cost
 # more than everything else in a replay of the whole store.
 _COLUMNS = ("event_id", "stream_id", "version", "event_type", "data", "occurred_at", "metadata", "position")
@@ -42,6 +34,76 @@ def _stored_events(records) -> list[StoredEvent]:
         StoredEvent(event_id=i, stream_id=s, version=v, event_type=t, data=d, occurred_at=o, metadata=m, position=p)
         for i, s, v, t, d, o, m, p in records.values_list(*_COLUMNS)
     ]
+
+
+class _Statements(NamedTuple):
+    insert: str  # one event
+    insert_after: str  # one event, only if the stream has version %s (its parameters after the row's)
+    outbox: str  # one outbox row
+    exists: str  # whether the stream has version %s
+
+
+class _AppendSql:
+    """An append's statements for one database (built once per connection alias, once connected)."""
+
+    def __init__(self, connection):
+        meta = StoredEventRecord._meta
+        quote = connection.ops.quote_name
+        events = quote(meta.db_table)
+        columns = ", ".join(quote(meta.get_field(name).column) for name in _INSERTED)
+        stream, version = (quote(meta.get_field(name).column) for name in ("stream_id", "version"))
+        # RETURNING where the database has it (SQLite 3.35, MariaDB 10.5, PostgreSQL), else the cursor's lastrowid.
+        self.returning = bool(connection.features.can_return_columns_from_insert)
+        returning = f" RETURNING {quote(meta.pk.column)}" if self.returning else ""
+        # MySQL wants a FROM for a WHERE; the others would take DUAL for a table name.
+        from_dual = " FROM DUAL" if connection.vendor == "mysql" else ""
+        outbox = f"INSERT INTO {quote(OutboxEntry._meta.db_table)} ({quote(OutboxEntry._meta.pk.column)}) VALUES "
+
+        def statements(mark: str) -> _Statements:
+            values = ", ".join([mark] * len(_INSERTED))
+            exists = f"SELECT 1 FROM {events} WHERE {stream} = {mark} AND {version} = {mark}"
+            return _Statements(
+                insert=f"INSERT INTO {events} ({columns}) VALUES ({values}){returning}",
+                insert_after=(
+                    f"INSERT INTO {events} ({columns}) SELECT {values}{from_dual} WHERE EXISTS ({exists}){returning}"
+                ),
+                outbox=f"{outbox}({mark})",
+                exists=exists,
+            )
+
+        # Django's cursors take %s everywhere; the drivers' own take their paramstyle.
+        self.django = statements("%s")
+        self.driver = statements("?" if connection.Database.paramstyle == "qmark" else "%s")
+        # How a transaction of its own begins on the driver's cursor, on the databases
+        # the suite runs on (others go through Django's atomic blocks); on SQLite, as
+        # Django begins one (BEGIN IMMEDIATE: settings.SQLITE_OPTIONS).
+        mode = getattr(connection, "transaction_mode", None)
+        self.begin = {"sqlite": f"BEGIN {mode}" if mode else "BEGIN", "mysql": "START TRANSACTION"}.get(connection.vendor)
+        self.native_uuid = connection.features.has_native_uuid_field
+
+    def row(self, ops, stream_id: str, version: int, event: NewEvent, recorded_at) -> list:
+        """The values to insert, converted as the model's fields convert them (minus the layers around that)."""
+        return [
+            event.event_id if self.native_uuid else event.event_id.hex,  # UUIDField
+            stream_id,
+            version,
+            event.event_type,
+            ops.adapt_json_value(event.data, None),  # JSONField
+            ops.adapt_json_value(event.metadata, None),
+            ops.adapt_datetimefield_value(event.occurred_at),  # DateTimeField: aware, stored as UTC
+            recorded_at,
+        ]
+
+
+_INSERTED = ("event_id", "stream_id", "version", "event_type", "data", "metadata", "occurred_at", "recorded_at")
+_append_sql_by_connection: dict[tuple[str, str], _AppendSql] = {}
+
+
+def _append_sql(connection) -> _AppendSql:
+    key = (connection.alias, connection.vendor)
+    if key not in _append_sql_by_connection:
+        _append_sql_by_connection[key] = _AppendSql(connection)
+    return _append_sql_by_connection[key]
 
 
 class DjangoEventStore(EventStore):
@@ -57,10 +119,11 @@ class DjangoEventStore(EventStore):
     def append(self, stream_id, expected_version, events: Sequence[NewEvent]):
         # Inside a caller's transaction a deadlock has already rolled all of it
         # back: retrying here would commit half of the caller's work.
-        attempts = 1 if connections[self.using].in_atomic_block else DEADLOCK_ATTEMPTS
+        connection = connections[self.using]
+        attempts = 1 if connection.in_atomic_block else DEADLOCK_ATTEMPTS
         for attempt in range(1, attempts + 1):
             try:
-                return self._append_once(stream_id, expected_version, events)
+                return self._append_once(connection, stream_id, expected_version, events)
             except IntegrityError:
                 raise ConcurrencyConflict(stream_id, expected_version) from None
             except OperationalError as error:
@@ -71,47 +134,89 @@ class DjangoEventStore(EventStore):
                 logger.debug("append to %s deadlocked (attempt %d of %d)", stream_id, attempt, attempts)
         raise ConcurrencyConflict(stream_id, expected_version)
 
-    def _append_once(self, stream_id, expected_version, events: Sequence[NewEvent]) -> list[StoredEvent]:
-        records = [
-            StoredEventRecord(
-                event_id=e.event_id,
-                stream_id=stream_id,
-                version=expected_version + i,
-                event_type=e.event_type,
-                data=e.data,
-                metadata=e.metadata,
-                occurred_at=e.occurred_at,
-            )
-            for i, e in enumerate(events, start=1)
-        ]
-        with transaction.atomic(using=self.using):
-            # The unique (stream_id, version) key settles races; this only
-            # refuses an expected version beyond the stream's end (a gap).
-            if expected_version and not self._records().filter(
-                stream_id=stream_id, version=expected_version
-            ).exists():
+    def _append_once(self, connection, stream_id, expected_version, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        # Plain SQL: building these statements through the ORM took several times
+        # as long as running them. Each event is one INSERT; the first also refuses
+        # an expected version beyond the stream's end (a gap) by inserting only if
+        # version `expected_version` exists. The unique (stream_id, version) key
+        # settles races; the outbox rows go in the same transaction.
+        connection.close_if_health_check_failed()
+        connection.ensure_connection()
+        sql = _append_sql(connection)
+        if connection.in_atomic_block or sql.begin is None or not connection.autocommit:
+            # Part of a caller's transaction (a savepoint in it), or a database
+            # this does not know how to begin on: Django's transaction and cursor.
+            with transaction.atomic(using=self.using), connection.cursor() as cursor:
+                return self._insert(cursor, connection.ops, sql, sql.django, stream_id, expected_version, events)
+        # Its own transaction (every command's): begun and ended here, on the
+        # driver's cursor, under Django's error translation. This spares
+        # Django's layers around each statement and, on MySQL, the two
+        # round trips that switch autocommit off and on again around an atomic block.
+        with connection.wrap_database_errors:
+            cursor = connection.connection.cursor()
+            cursor.execute(sql.begin)
+            try:
+                stored = self._insert(cursor, connection.ops, sql, sql.driver, stream_id, expected_version, events)
+                cursor.execute("COMMIT")
+            except BaseException:
+                try:
+                    cursor.execute("ROLLBACK")
+                except Exception:  # noqa: BLE001 - the first error is the one to report
+                    # A connection that cannot roll back is not used again (the server rolls back).
+                    connection.close()
+                raise
+            cursor.close()
+        return stored
+
+    def _insert(
+        self, cursor, ops, sql: _AppendSql, statements: _Statements, stream_id, expected_version, events
+    ) -> list[StoredEvent]:
+        recorded_at = ops.adapt_datetimefield_value(timezone.now())
+        stored = []
+        for version, event in enumerate(events, start=expected_version + 1):
+            row = sql.row(ops, stream_id, version, event, recorded_at)
+            if version == 1 or stored:
+                cursor.execute(statements.insert, row)
+                inserted = True
+            else:
+                cursor.execute(statements.insert_after, [*row, stream_id, expected_version])
+                inserted = sql.returning or cursor.rowcount == 1
+            if sql.returning:
+                returned = cursor.fetchone()
+                position = None if returned is None else returned[0]
+            else:
+                position = cursor.lastrowid if inserted else None
+            if position is None:
                 raise ConcurrencyConflict(stream_id, expected_version)
-            self._records().bulk_create(records)
-            if any(r.position is None for r in records):
-                # Backends without RETURNING (MySQL; MariaDB has it from 10.5): read the keys back.
-                positions = dict(
-                    self._records().filter(event_id__in=[r.event_id for r in records]).values_list("event_id", "position")
-                )
-                for r in records:
-                    r.position = positions[r.event_id]
-            OutboxEntry.objects.using(self.using).bulk_create([OutboxEntry(stored_event_id=r.position) for r in records])
-        return [_to_stored(r) for r in records]
+            stored.append(StoredEvent(
+                event_id=event.event_id, stream_id=stream_id, version=version, event_type=event.event_type,
+                data=event.data, occurred_at=event.occurred_at, metadata=event.metadata, position=position,
+            ))
+            cursor.execute(statements.outbox, [position])
+        if not stored and expected_version:  # nothing to store, but a gap is still a conflict
+            cursor.execute(statements.exists, [stream_id, expected_version])
+            if cursor.fetchone() is None:
+                raise ConcurrencyConflict(stream_id, expected_version)
+        return stored
 
     def load_stream(self, stream_id, after_version=0):
         return _stored_events(self._records().filter(stream_id=stream_id, version__gt=after_version).order_by("version"))
 
     def read_all(self, after_position=0, batch_size=1000) -> Iterator[StoredEvent]:
+        # A replay reads the whole store: the rows come from the cursor as they are and
+        # are converted here a column at a time (every JSON document of a batch in one
+        # parse), for about 60% of the CPU time of the ORM's converters, value by value.
+        connection = connections[self.using]
+        records = self._records().order_by("position").values_list(*_COLUMNS)
         while True:
-            batch = _stored_events(self._records().filter(position__gt=after_position).order_by("position")[:batch_size])
-            if not batch:
+            sql, params = records.filter(position__gt=after_position)[:batch_size].query.sql_with_params()
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
+            if not rows:
                 return
-            yield from batch
-            after_position = batch[-1].position
+            yield from _events_from_rows(rows, connection.timezone)
+            after_position = rows[-1][-1]
 
     def count_events(self):
         return self._records().count()
@@ -121,3 +226,73 @@ class DjangoEventStore(EventStore):
 
     def mark_published(self, event_ids):
         OutboxEntry.objects.using(self.using).filter(stored_event__event_id__in=list(event_ids)).delete()
+
+
+class DjangoSnapshotStore(SnapshotStore):
+    """One row per stream in `event_store_snapshots`, in the event store's database."""
+
+    def __init__(self, using: str = "default"):
+        self.using = using
+
+    def _records(self):
+        return SnapshotRecord.objects.using(self.using)
+
+    def get(self, stream_id):
+        row = self._records().filter(stream_id=stream_id).values_list("version", "schema", "state").first()
+        return None if row is None else Snapshot(stream_id, *row)
+
+    def save(self, snapshot):
+        fields = {"version": snapshot.version, "schema": snapshot.schema, "state": snapshot.state, "taken_at": timezone.now()}
+        # One UPDATE decides "not older than the stored one", so racing savers keep the later.
+        not_later = self._records().filter(stream_id=snapshot.stream_id, version__lte=snapshot.version)
+        # Each statement in its own transaction (a savepoint inside a caller's), so a
+        # failure never spoils a caller's transaction, and on InnoDB the shared lock a
+        # duplicate insert takes is gone before the UPDATE that follows it: savers racing
+        # to insert a stream's first snapshot, then to update it, would deadlock.
+        with transaction.atomic(using=self.using):
+            if not_later.update(**fields):
+                return
+        try:
+            with transaction.atomic(using=self.using):
+                self._records().create(stream_id=snapshot.stream_id, **fields)
+        except IntegrityError:
+            # There is one now (a later one, or a racer's): keep ours only if it is not older.
+            with transaction.atomic(using=self.using):
+                not_later.update(**fields)
+
+    def delete(self, stream_id):
+        with transaction.atomic(using=self.using):
+            self._records().filter(stream_id=stream_id).delete()
+
+
+def _events_from_rows(rows: list[tuple], tz) -> list[StoredEvent]:
+    """StoredEvents from raw _COLUMNS rows, converted as the model's fields would convert them."""
+    event_ids, stream_ids, versions, types, datas, times, metadatas, positions = zip(*rows)
+    return list(map(
+        StoredEvent,
+        [i if isinstance(i, uuid.UUID) else uuid.UUID(i) for i in event_ids],
+        stream_ids,
+        versions,
+        types,
+        _json_documents(datas),
+        _aware_times(times, tz),
+        _json_documents(metadatas),
+        positions,
+    ))
+
+
+def _json_documents(values: Sequence) -> list:
+    """The stored JSON documents, decoded all in one parse when the driver gives text.
+
+    The database holds only valid documents (JSONField checks them), so joined
+    into one array they decode to one element each.
+    """
+    if all(isinstance(value, str) for value in values):
+        return json.loads(f"[{','.join(values)}]")
+    return [json.loads(value) if isinstance(value, (str, bytes)) else value for value in values]
+
+
+def _aware_times(values: Sequence, tz) -> list[datetime]:
+    """Stored times as the DateTimeField gives them: text or naive times are in the database's time zone."""
+    values = [datetime.fromisoformat(value) if isinstance(value, str) else value for value in values]
+    return [value if value.tzinfo is not None else value.replace(tzinfo=tz) for value in values]

@@ -1,7 +1,9 @@
 """An in-memory event store: for unit tests and as the simplest reference backend."""
+import copy
 import threading
 from typing import Iterator, Sequence
 
+from eventstore.snapshots import Snapshot, SnapshotStore
 from eventstore.store import ConcurrencyConflict, EventStore, NewEvent, StoredEvent
 
 
@@ -61,3 +63,25 @@ class InMemoryEventStore(EventStore):
         with self._lock:
             for event_id in event_ids:
                 self._outbox.pop(event_id, None)
+
+
+class InMemorySnapshotStore(SnapshotStore):
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._snapshots: dict[str, Snapshot] = {}
+
+    def get(self, stream_id):
+        with self._lock:
+            return self._snapshots.get(stream_id)
+
+    def save(self, snapshot):
+        # Stored as given: a snapshot is frozen, but its state is a dict, so copy it.
+        snapshot = Snapshot(snapshot.stream_id, snapshot.version, snapshot.schema, copy.deepcopy(snapshot.state))
+        with self._lock:
+            stored = self._snapshots.get(snapshot.stream_id)
+            if stored is None or stored.version <= snapshot.version:
+                self._snapshots[snapshot.stream_id] = snapshot
+
+    def delete(self, stream_id):
+        with self._lock:
+            self._snapshots.pop(stream_id, None)

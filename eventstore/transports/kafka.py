@@ -102,6 +102,9 @@ class KafkaTransport(EventTransport):
                 ) from error
 
     def subscribe(self, group_id: str, *, member_id: str | None = None) -> EventSubscription:
+        # A consumer that starts before the relay's first send would otherwise subscribe to a topic
+        # that does not exist yet (or that a lenient broker creates with its own partition count).
+        self.ensure_topic()
         return KafkaSubscription(self, group_id, member_id)
 
     def close(self) -> None:

@@ -519,6 +519,8 @@ def test_a_consumer_killed_mid_batch_applies_every_event_once(tmp_path, servers)
         def applied() -> int:
             return sum(stack.projected_versions().values())
 
+        # Each batch is applied in one transaction: small ones, so that the kill falls between commits.
+        stack.env["TECHBANK_PROJECTION_BATCH"] = "5"
         stack.start_worker()
         wait_until(lambda: 0 < applied(), 60, lambda: f"the consumer never applied anything\n{stack.logs()}", every=0.01)
         stack.kill_worker()

@@ -6,24 +6,23 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
+from eventstore.tasks import relay_outbox_task
 from projections.models import AccountSummary, DeadLetter
 from techbank_site import bootstrap
-from techbank_site.celery import app as celery_app
 from tests.servers.kafka import kafka_broker  # noqa: F401  (the session's broker, a pytest fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def kafka_bus(settings, kafka_broker):  # noqa: F811
+def kafka_bus(settings, kafka_broker, monkeypatch):  # noqa: F811
     settings.TECHBANK_EVENT_BUS = "kafka"
     settings.TECHBANK_KAFKA_BOOTSTRAP = kafka_broker
     settings.TECHBANK_KAFKA_TOPIC = f"techbank.test.{uuid.uuid4().hex[:8]}"
-    # The relay nudge runs in the request's thread instead of going through Redis to a worker.
-    celery_app.conf.task_always_eager = True
+    # The relay runs in the request's thread when nudged, instead of in a process woken through Redis.
+    monkeypatch.setattr(bootstrap, "_nudge_relay", lambda: relay_outbox_task())
     bootstrap.reset()
     yield
-    celery_app.conf.task_always_eager = False
     bootstrap.event_transport().close()
     bootstrap.reset()
 

@@ -17,7 +17,7 @@ from eventstore.backends.memory import InMemoryEventStore
 from eventstore.relay import relay_outbox
 from eventstore.store import NewEvent
 from eventstore.transports.memory import InMemoryTransport
-from projections import projectors
+from projections import projectors, services
 from projections.consumer import consume_batch
 from projections.dead_letters import dead_letter_raw
 from projections.models import AccountSummary, DeadLetter, DeadLetterStatus, LedgerEntry
@@ -203,10 +203,10 @@ def test_a_write_refused_for_the_events_values_is_poison_but_a_lost_race_is_not(
     bus.append(account, opened(), deposited())
 
     def refuse(error):
-        def bulk_create(*args, **kwargs):
+        def insert(rows):
             raise error
 
-        monkeypatch.setattr(LedgerEntry.objects, "bulk_create", bulk_create)
+        monkeypatch.setattr(services, "ledger_rows_insert", insert)
 
     refuse(IntegrityError("UNIQUE constraint failed: another projector wrote it first"))
     with pytest.raises(IntegrityError):  # not the event's fault: the batch comes again

@@ -1,0 +1,57 @@
+"""Snapshots through the API on the SQL store (SQLite; MariaDB through scripts/test-mariadb.sh)."""
+from decimal import Decimal
+
+import pytest
+
+from eventstore.models import SnapshotRecord
+from techbank_site import bootstrap
+from tests.integration.test_concurrent_commands import race
+
+pytestmark = pytest.mark.django_db(transaction=True)
+EVERY = 5
+
+
+@pytest.fixture(autouse=True)
+def snapshot_every_five(settings):
+    settings.TECHBANK_SNAPSHOT_EVERY = EVERY
+    bootstrap.reset()
+    yield
+    bootstrap.reset()
+
+
+def open_account(api) -> str:
+    return api.post(
+        "/api/accounts/", {"holder": "Long Stream", "account_type": "SAVINGS", "opening_balance": "0.00"}, format="json"
+    ).json()["id"]
+
+
+def balance(api, account_id) -> Decimal:
+    return Decimal(api.get(f"/api/accounts/{account_id}").json()["balance"])
+
+
+def test_commands_on_a_long_account_store_snapshots_beside_its_events(api):
+    account_id = open_account(api)
+    for _ in range(12):
+        assert api.post(f"/api/accounts/{account_id}/deposits", {"amount": "1.00"}, format="json").status_code == 200
+    snapshot = SnapshotRecord.objects.get(stream_id=account_id)
+    assert snapshot.version == 10 and snapshot.state["balance"] == "9.00"  # the opening, then 9 deposits
+    assert bootstrap.account_repository().get(account_id).balance == Decimal("12.00")
+
+
+def test_a_tampered_snapshot_is_ignored_and_replaced(api):
+    account_id = open_account(api)
+    for _ in range(EVERY):
+        api.post(f"/api/accounts/{account_id}/deposits", {"amount": "1.00"}, format="json")
+    SnapshotRecord.objects.filter(stream_id=account_id).update(state={"balance": "1000000.00"})
+    bootstrap.reset()  # a new process: nothing remembered
+    response = api.post(f"/api/accounts/{account_id}/withdrawals", {"amount": "6.00"}, format="json")
+    assert response.status_code == 409 and response.json()["code"] == "insufficient_funds"
+    assert SnapshotRecord.objects.get(stream_id=account_id).state["balance"] == "5.00"
+
+
+def test_racing_commands_with_frequent_snapshots_all_succeed_and_add_up(api):
+    account_id = open_account(api)
+    responses = race(api, [(f"/api/accounts/{account_id}/deposits", {"amount": "0.01"})] * 12)
+    assert [r.status_code for r in responses] == [200] * 12
+    assert bootstrap.account_repository().get(account_id).balance == Decimal("0.12")
+    assert SnapshotRecord.objects.get(stream_id=account_id).version >= EVERY

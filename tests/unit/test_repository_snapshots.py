@@ -1,0 +1,246 @@
+"""Loading an account from its snapshot and the events after it, never trusting a stale or broken one."""
+import logging
+import uuid
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from accounts.adapters.repository import BankAccountRepository, aggregate_schema
+from accounts.domain import commands
+from accounts.domain.bank_account import BankAccount
+from accounts.service_layer.command_bus import CommandBus
+from accounts.service_layer.publisher import EventPublisher
+from eventstore.backends.memory import InMemoryEventStore, InMemorySnapshotStore
+from eventstore.snapshots import Snapshot, SnapshotStore
+from eventstore.store import EventStore
+
+EVERY = 10
+
+
+class CountingEventStore(EventStore):
+    """The in-memory store, noting which versions each load_stream read."""
+
+    def __init__(self):
+        self.inner = InMemoryEventStore()
+        self.loads: list[list[int]] = []
+
+    def append(self, stream_id, expected_version, events):
+        return self.inner.append(stream_id, expected_version, events)
+
+    def load_stream(self, stream_id, after_version=0):
+        events = self.inner.load_stream(stream_id, after_version)
+        self.loads.append([e.version for e in events])
+        return events
+
+    def read_all(self, after_position=0, batch_size=1000):
+        return self.inner.read_all(after_position, batch_size)
+
+    def count_events(self):
+        return self.inner.count_events()
+
+    def unpublished(self, limit=500):
+        return self.inner.unpublished(limit)
+
+    def mark_published(self, event_ids):
+        self.inner.mark_published(event_ids)
+
+
+class BrokenSnapshotStore(SnapshotStore):
+    def get(self, stream_id):
+        raise ConnectionError("snapshot store unreachable")
+
+    def save(self, snapshot):
+        raise ConnectionError("snapshot store unreachable")
+
+    def delete(self, stream_id):
+        raise ConnectionError("snapshot store unreachable")
+
+
+class NoPublisher(EventPublisher):
+    def publish(self, events):
+        pass
+
+
+@pytest.fixture
+def events():
+    return CountingEventStore()
+
+
+@pytest.fixture
+def snapshots():
+    return InMemorySnapshotStore()
+
+
+def repository(events, snapshots, **kwargs) -> BankAccountRepository:
+    return BankAccountRepository(events, snapshots, snapshot_every=EVERY, **kwargs)
+
+
+def account_of(repo: BankAccountRepository, deposits: int) -> BankAccount:
+    """An account opened with 1.00, then `deposits` deposits of 1.00, each stored as a command would store it."""
+    account = BankAccount.open(account_id=uuid.uuid4(), holder="Ada", account_type="SAVINGS", opening_balance="1.00")
+    repo.save(account)
+    for _ in range(deposits):
+        account = repo.get(account.id)
+        account.deposit("1.00")
+        repo.save(account)
+    return account
+
+
+def replayed(events: CountingEventStore, account_id) -> BankAccount:
+    return BankAccountRepository(events).get(account_id)
+
+
+def state(account: BankAccount) -> dict:
+    return {name: value for name, value in vars(account).items() if name != "pending_events"}
+
+
+def test_a_snapshot_is_stored_each_time_the_stream_grows_by_the_configured_number_of_events(events, snapshots):
+    repo = repository(events, snapshots)
+    account = account_of(repo, deposits=8)
+    assert snapshots.get(str(account.id)) is None  # 9 events: not yet
+    account_of_25 = account_of(repo, deposits=24)
+    assert snapshots.get(str(account_of_25.id)).version == 20
+
+
+def test_loading_reads_only_the_events_from_the_snapshot_on(events, snapshots):
+    account = account_of(repository(events, snapshots), deposits=24)  # 25 events, snapshot at 20
+    events.loads.clear()
+    loaded = repository(events, snapshots).get(account.id)
+    assert events.loads == [[20, 21, 22, 23, 24, 25]]  # the snapshot's own last event, to check it is there
+    assert state(loaded) == state(replayed(events, account.id))
+    assert loaded.balance == Decimal("25.00") and loaded.version == 25
+
+
+def test_without_a_snapshot_store_every_load_replays_the_whole_stream(events, snapshots):
+    account = account_of(repository(events, snapshots), deposits=24)
+    events.loads.clear()
+    BankAccountRepository(events).get(account.id)
+    BankAccountRepository(events, snapshots, snapshot_every=0).get(account.id)
+    assert events.loads == [list(range(1, 26))] * 2
+
+
+def test_a_snapshot_from_other_aggregate_code_is_ignored_and_replaced(events, snapshots):
+    account = account_of(repository(events, snapshots, schema="old code"), deposits=24)
+    assert snapshots.get(str(account.id)).schema == "old code"
+    events.loads.clear()
+    new_code = repository(events, snapshots, schema="new code")
+    loaded = new_code.get(account.id)
+    assert events.loads == [list(range(1, 26))]  # a full replay
+    assert loaded.balance == Decimal("25.00")
+    assert (snapshots.get(str(account.id)).schema, snapshots.get(str(account.id)).version) == ("new code", 25)
+    events.loads.clear()
+    new_code.get(account.id)
+    assert events.loads == [[25]]
+
+
+def test_by_default_the_schema_is_a_fingerprint_of_the_aggregates_code(events, snapshots):
+    repo = BankAccountRepository(events, snapshots, snapshot_every=EVERY)
+    account = account_of(repo, deposits=10)
+    assert snapshots.get(str(account.id)).schema == aggregate_schema() == repo.schema
+    assert len(aggregate_schema()) == 64
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda s: replace(s, state={**s.state, "balance": "a lot"}),
+        lambda s: replace(s, state={**s.state, "version": s.version + 1}),
+        lambda s: replace(s, state={}),
+        lambda s: replace(s, version=99, state={**s.state, "version": 99}),  # ahead of its stream
+    ],
+    ids=["bad balance", "versions disagree", "empty", "ahead of the stream"],
+)
+def test_a_corrupt_snapshot_is_ignored_and_replaced(events, snapshots, corrupt, caplog):
+    account = account_of(repository(events, snapshots), deposits=24)
+    good = snapshots.get(str(account.id))
+    snapshots._snapshots[str(account.id)] = corrupt(good)
+    repo = repository(events, snapshots)
+    with caplog.at_level(logging.WARNING, logger="accounts.adapters.repository"):
+        loaded = repo.get(account.id)
+    assert "snapshot of account" in caplog.text
+    assert state(loaded) == state(replayed(events, account.id))
+    loaded.deposit("1.00")
+    repo.save(loaded)  # the account stays writable
+    assert repository(events, snapshots).get(account.id).balance == Decimal("26.00")
+    # Replaced by a good one: written after the full replay (which read 25 events).
+    assert snapshots.get(str(account.id)).state == replayed(events, account.id).to_snapshot() | {"version": 25, "balance": "25.00"}
+
+
+def test_a_snapshot_store_that_fails_never_fails_a_command(events, caplog):
+    bus = CommandBus(accounts=repository(events, BrokenSnapshotStore()), publisher=NoPublisher())
+    account = bus.handle(commands.OpenAccount(holder="Ada", account_type="SAVINGS", opening_balance="0.00"))
+    with caplog.at_level(logging.WARNING, logger="accounts.adapters.repository"):
+        for _ in range(3 * EVERY):
+            bus.handle(commands.DepositFunds(account_id=account.id, amount="1.00"))
+    assert replayed(events, account.id).balance == Decimal("30.00")
+    assert "Could not save a snapshot" in caplog.text and "Could not read the snapshot" in caplog.text
+
+
+def test_a_later_snapshot_is_not_replaced_by_an_older_account_saved_after_it(events, snapshots):
+    repo = repository(events, snapshots)
+    account = account_of(repo, deposits=29)  # snapshot at 30
+    stale = Snapshot(str(account.id), 10, repo.schema, replayed(events, account.id).to_snapshot() | {"version": 10})
+    snapshots.save(stale)
+    assert snapshots.get(str(account.id)).version == 30
+
+
+def keyed(key: str, since=None) -> commands.CommandMetadata:
+    return commands.CommandMetadata(issued_by="teller", correlation_id="c", idempotency_key=key, idempotent_since=since)
+
+
+def test_a_request_repeated_after_a_snapshot_has_no_second_effect(events, snapshots):
+    bus = CommandBus(accounts=repository(events, snapshots), publisher=NoPublisher())
+    account = bus.handle(commands.OpenAccount(holder="Ada", account_type="SAVINGS", opening_balance="0.00", metadata=keyed("open")))
+    first = datetime.now(timezone.utc)
+    bus.handle(commands.DepositFunds(account_id=account.id, amount="5.00", metadata=keyed("k-1")))
+    for n in range(3 * EVERY):
+        bus.handle(commands.DepositFunds(account_id=account.id, amount="1.00", metadata=keyed(f"other-{n}")))
+    assert snapshots.get(str(account.id)).version == 30
+    events.loads.clear()
+    for bus_now in (bus, CommandBus(accounts=repository(events, snapshots), publisher=NoPublisher())):
+        bus_now.handle(commands.DepositFunds(account_id=account.id, amount="5.00", metadata=keyed("k-1", since=first)))
+        again = bus_now.handle(
+            commands.OpenAccount(holder="Ada", account_type="SAVINGS", opening_balance="0.00", metadata=keyed("open"))
+        )
+        assert again.id == account.id
+    assert all(loaded[0] == 30 for loaded in events.loads)  # from the snapshot
+    assert replayed(events, account.id).balance == Decimal("35.00")
+    # Past its time to live the key is a new request, as without snapshots.
+    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    bus.handle(commands.DepositFunds(account_id=account.id, amount="5.00", metadata=keyed("k-1", since=later)))
+    assert replayed(events, account.id).balance == Decimal("40.00")
+
+
+def test_snapshots_leave_out_expired_idempotency_keys_but_keep_live_ones(events, snapshots):
+    bus = CommandBus(accounts=repository(events, snapshots, idempotency_ttl=timedelta(hours=24)), publisher=NoPublisher())
+    account = bus.handle(commands.OpenAccount(holder="Ada", account_type="SAVINGS", opening_balance="0.00", metadata=keyed("open")))
+    repo = bus.accounts  # a deposit keyed two days ago, then live keyed ones up to a snapshot
+    stale = repo.get(account.id)
+    stale.deposit("1.00", metadata={"issued_by": "teller", "idempotency_key": "two-days-old"})
+    stale.pending_events = [replace(e, occurred_at=e.occurred_at - timedelta(days=2)) for e in stale.pending_events]
+    repo.save(stale)
+    for n in range(EVERY):
+        bus.handle(commands.DepositFunds(account_id=account.id, amount="1.00", metadata=keyed(f"live-{n}")))
+    kept = {key for _, key, _ in snapshots.get(str(account.id)).state["handled_requests"]}
+    assert "two-days-old" not in kept and {"open", "live-0"} <= kept
+    since = datetime.now(timezone.utc) - timedelta(hours=24)
+    restored = repository(events, snapshots).get(account.id)
+    assert restored.has_handled({"issued_by": "teller", "idempotency_key": "live-0"}, since=since)
+    assert not restored.has_handled({"issued_by": "teller", "idempotency_key": "two-days-old"}, since=since)
+
+
+def test_the_composition_root_configures_snapshots_from_settings(settings):
+    from techbank_site import bootstrap
+
+    settings.TECHBANK_EVENT_STORE = "sql"
+    settings.TECHBANK_SNAPSHOT_EVERY = 7
+    bootstrap.reset()
+    try:
+        repo = bootstrap.command_bus().accounts
+        assert repo.snapshot_every == 7 and repo.snapshots is bootstrap.snapshot_store()
+        assert repo.idempotency_ttl == timedelta(hours=settings.TECHBANK_IDEMPOTENCY_TTL_HOURS)
+        assert repo.event_store is bootstrap.event_store()
+    finally:
+        bootstrap.reset()
