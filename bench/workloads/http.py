@@ -137,7 +137,7 @@ def run(session) -> list[Measurement]:
 
     accounts = session.sizes.pick(1_000, 50)
     per_level = session.sizes.pick(20_000, 300)
-    seconds_per_level = session.sizes.pick(120.0, 1.5)
+    seconds_per_level = session.sizes.pick(45.0, 1.5)
     env = {**BENCH_ENV, "DATABASE_URL": session.mariadb_url("http"), "TECHBANK_EVENT_STORE": "sql",
            "TECHBANK_EVENT_BUS": "inline", "PYTHONPATH": str(ROOT)}
     token = run_case("bench.workloads.http:create_staff", env=env).result["token"]

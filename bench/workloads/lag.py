@@ -30,7 +30,12 @@ from pathlib import Path
 
 from bench.framework import ROOT, Measurement, percentile, run_case
 
-SUBJECT = "TechBank, Kafka stack (Mongo+noida+MariaDB)"
+# The production stack, and the same with the events in MariaDB (TECHBANK_EVENT_STORE=sql):
+# the second shows what the MongoDB stand-in (SecantusDB, pure Python) costs.
+SUBJECTS = {
+    "mongo": "TechBank, Kafka stack (Mongo+noida+MariaDB)",
+    "sql": "TechBank, Kafka stack, events in MariaDB (noida+MariaDB)",
+}
 TARGET_P99_MS = 500
 REDIS_URL = os.environ.get("TECHBANK_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 PYTHON = sys.executable
@@ -40,33 +45,32 @@ def run(session) -> list[Measurement]:
     rate = session.sizes.pick(200, 10)
     seconds = session.sizes.pick(30, 3)
     accounts = session.sizes.pick(200, 8)
-    mongo, kafka, database_url = session.mongo_url(), session.kafka_bootstrap(), session.mariadb_url("lag")
+    mongo, kafka = session.mongo_url(), session.kafka_bootstrap()
     # With TECHBANK_BENCH_LAG_BREAKDOWN=1 the driver also reads the topic: lag = relay + consumer.
     breakdown = os.environ.get("TECHBANK_BENCH_LAG_BREAKDOWN") == "1"
-
     began = time.monotonic()
-
-    def measure_baseline() -> dict:
-        result = run_case("bench.workloads.lag:kafka_round_trip", bootstrap=kafka, rate=rate,
-                          seconds=session.sizes.pick(seconds, 1)).result
-        _progress(f"baseline measured after {time.monotonic() - began:.1f} s")
-        return result
-
-    # The full run measures the baseline alone; quick mode (a smoke test) while the stack starts.
-    with ThreadPoolExecutor(1) as background:
-        baseline = background.submit(measure_baseline) if session.quick else measure_baseline()
-        with running_stack(session.scratch, mongo=mongo, kafka=kafka, database_url=database_url) as stack:
-            _progress(f"stack up in {stack['startup_s']} s")
-            if session.quick:
-                baseline = baseline.result()
+    baseline = run_case("bench.workloads.lag:kafka_round_trip", bootstrap=kafka, rate=rate,
+                        seconds=session.sizes.pick(seconds, 1)).result
+    _progress(f"baseline measured after {time.monotonic() - began:.1f} s")
+    measurements = []
+    # Quick mode (a smoke test) drives the production stack only.
+    for event_store in ("mongo",) if session.quick else ("mongo", "sql"):
+        database_url = session.mariadb_url(f"lag_{event_store}")
+        with running_stack(session.scratch, mongo=mongo, kafka=kafka, database_url=database_url,
+                           event_store=event_store) as stack:
+            _progress(f"{event_store}: stack up in {stack['startup_s']} s")
             result = run_case(
                 "bench.workloads.lag:drive", base=stack["base"], token=stack["token"], database_url=database_url,
                 accounts=accounts, rate=rate, seconds=seconds,
                 topic=stack["env"]["TECHBANK_KAFKA_TOPIC"] if breakdown else None, bootstrap=kafka,
             ).result
-            _progress(f"driven after {time.monotonic() - began:.1f} s "
+            _progress(f"{event_store}: driven after {time.monotonic() - began:.1f} s "
                       f"(pipeline ready after {result['pipeline_ready_s']} s)")
-        _progress(f"stack stopped after {time.monotonic() - began:.1f} s")
+        measurements.append(_measurement(session, SUBJECTS[event_store], result, baseline, stack, rate))
+    return measurements
+
+
+def _measurement(session, subject: str, result: dict, baseline: dict, stack: dict, rate: int) -> Measurement:
     p99 = result["p99_ms"]
     details = {key: result[key] for key in (
         "p50_ms", "max_ms", "rate", "target_rate", "commands", "skipped", "errors", "not_seen", "retried",
@@ -75,15 +79,15 @@ def run(session) -> list[Measurement]:
     ) if key in result}
     details["baseline_p50_ms"], details["baseline_max_ms"] = baseline["p50_ms"], baseline["max_ms"]
     details["startup_s"] = stack["startup_s"]
-    return [Measurement(
-        workload="lag", subject=SUBJECT, metric="p99 lag", value=p99, unit="ms",
+    return Measurement(
+        workload="lag", subject=subject, metric="p99 lag", value=p99, unit="ms",
         baseline="raw kafka-python round trip p99", baseline_value=baseline["p99_ms"], higher_is_better=False,
         target=f"p99 < {TARGET_P99_MS} ms at 200 cmd/s",
         # Quick mode runs at a lower rate: it checks the workload works, it does not judge the target.
         met=None if session.quick else (p99 < TARGET_P99_MS and result["rate"] >= 0.95 * rate
                                         and not result["errors"] and not result["not_seen"]),
         details=details,
-    )]
+    )
 
 
 def _progress(message: str) -> None:
@@ -93,13 +97,13 @@ def _progress(message: str) -> None:
 # -- the stack ------------------------------------------------------------------------
 
 
-def stack_env(*, mongo: str, kafka: str, database_url: str) -> dict[str, str]:
+def stack_env(*, mongo: str, kafka: str, database_url: str, event_store: str = "mongo") -> dict[str, str]:
     tag = uuid.uuid4().hex[:8]
     return {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "DATABASE_URL": database_url,
-        "TECHBANK_EVENT_STORE": "mongo",
+        "TECHBANK_EVENT_STORE": event_store,
         "TECHBANK_MONGO_URL": f"{mongo}/techbank_lag_{tag}?retryWrites=false",
         "TECHBANK_EVENT_BUS": "kafka",
         "TECHBANK_KAFKA_BOOTSTRAP": kafka,
@@ -114,7 +118,7 @@ def stack_env(*, mongo: str, kafka: str, database_url: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_stack(scratch: Path, *, mongo: str, kafka: str, database_url: str):
+def running_stack(scratch: Path, *, mongo: str, kafka: str, database_url: str, event_store: str = "mongo"):
     """gunicorn and the Celery worker as docker-compose.yml starts them; every process stopped after.
 
     The database is migrated while they boot: neither touches it before the first request or event.
@@ -127,7 +131,7 @@ def running_stack(scratch: Path, *, mongo: str, kafka: str, database_url: str):
     started = time.monotonic()
     logs = scratch / f"lag-{uuid.uuid4().hex[:8]}"
     logs.mkdir()
-    env = stack_env(mongo=mongo, kafka=kafka, database_url=database_url)
+    env = stack_env(mongo=mongo, kafka=kafka, database_url=database_url, event_store=event_store)
     port = free_port()
     processes = []
     try:
