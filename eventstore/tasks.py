@@ -8,6 +8,7 @@ safety net, for a worker whose follower is not running.
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
 from eventstore.relay import relay_outbox, renewed
 from eventstore.transports.base import TransportUnavailable
@@ -24,7 +25,11 @@ def relay_outbox_task() -> int:
         return 0
     try:
         with renewed(lock):
-            return relay_outbox(event_store=bootstrap.event_store(), transport=bootstrap.event_transport())
+            return relay_outbox(
+                event_store=bootstrap.event_store(),
+                transport=bootstrap.event_transport(),
+                batch_size=settings.TECHBANK_RELAY_BATCH,
+            )
     except TransportUnavailable as exc:
         logger.warning("Kafka unavailable, events wait in the outbox: %s", exc)
         return 0

@@ -206,6 +206,8 @@ TECHBANK_KAFKA_TOPIC = os.environ.get("TECHBANK_KAFKA_TOPIC", "techbank.account-
 TECHBANK_KAFKA_GROUP = os.environ.get("TECHBANK_KAFKA_GROUP", "techbank-projections")
 # How many messages the projection consumer applies in one read-model transaction.
 TECHBANK_PROJECTION_BATCH = int(os.environ.get("TECHBANK_PROJECTION_BATCH", "2000"))
+# How many events the relay sends to Kafka before marking them published.
+TECHBANK_RELAY_BATCH = int(os.environ.get("TECHBANK_RELAY_BATCH", "500"))
 # How long an Idempotency-Key is remembered (per user).
 TECHBANK_IDEMPOTENCY_TTL_HOURS = float(os.environ.get("TECHBANK_IDEMPOTENCY_TTL_HOURS", "24"))
 # A snapshot of an account is stored once its stream has grown this many events

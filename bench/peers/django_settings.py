@@ -4,10 +4,11 @@ The connection options are TechBank's (techbank_site/settings.py), so both
 write with the same isolation level, character set and SQL mode.
 """
 import os
+import secrets
 from urllib.parse import urlsplit
 
 _url = urlsplit(os.environ["BENCH_PEER_MYSQL_URL"])
-SECRET_KEY = "bench-only-not-a-secret"
+SECRET_KEY = secrets.token_urlsafe(50)  # a throwaway process: a new key each run
 USE_TZ = True
 INSTALLED_APPS = ["eventsourcing_django"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

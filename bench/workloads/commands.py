@@ -25,6 +25,7 @@ migrations excluded):
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import time
 import uuid
@@ -37,7 +38,7 @@ WORKLOAD = "commands"
 PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
 RAW_TARGET = 0.5
 PEER_TARGET = 1.0
-BENCH_ENV = {"TECHBANK_SECRET_KEY": "bench-only-not-a-secret", "TECHBANK_LOG_LEVEL": "WARNING"}
+BENCH_ENV = {"TECHBANK_SECRET_KEY": secrets.token_urlsafe(50), "TECHBANK_LOG_LEVEL": "WARNING"}  # new each run
 LABELS = {"sqlite": "SQLite", "mariadb": "MariaDB", "mongo": "MongoDB protocol"}
 DRIVERS = {"sqlite": "sqlite3", "mariadb": "MySQLdb", "mongo": "pymongo"}
 

@@ -490,6 +490,9 @@ def test_a_relay_killed_mid_batch_loses_no_event_from_the_topic(tmp_path, server
         # the first messages within milliseconds (asking about a missing topic takes 100 ms).
         KafkaTransport(stack.kafka, stack.topic).ensure_topic()
         topic_size = TopicSize(stack.kafka, stack.topic)
+        # Batches of 10: the relay marks each published after Kafka has it, so the kill falls
+        # between a send and its mark (a single batch of 200 could finish before the kill lands).
+        stack.env["TECHBANK_RELAY_BATCH"] = "10"
         try:
             stack.start_worker()
             seen = wait_until(topic_size, 60, lambda: f"the relay never published\n{stack.logs()}", every=0.005)

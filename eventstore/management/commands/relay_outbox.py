@@ -3,6 +3,7 @@ import os
 import signal
 import threading
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
@@ -39,7 +40,7 @@ class Command(BaseCommand):
             self._follow(store, transport, idle, parent_pid)
             return
         try:
-            sent = relay_outbox(event_store=store, transport=transport)
+            sent = relay_outbox(event_store=store, transport=transport, batch_size=settings.TECHBANK_RELAY_BATCH)
         except TransportUnavailable as exc:
             raise CommandError(f"Kafka did not acknowledge; the events stay in the outbox: {exc}") from None
         self.stdout.write(self.style.SUCCESS(f"Published {sent} event(s)."))
@@ -54,7 +55,8 @@ class Command(BaseCommand):
         wake_ups = bootstrap.relay_nudges().listen()
         try:
             sent = follow_outbox(event_store=store, transport=transport, lock=bootstrap.relay_lock(),
-                                 wake_ups=wake_ups, stopping=stopping, idle_seconds=idle)
+                                 wake_ups=wake_ups, stopping=stopping, idle_seconds=idle,
+                                 batch_size=settings.TECHBANK_RELAY_BATCH)
         except KeyboardInterrupt:
             sent = None
         finally:
