@@ -42,7 +42,7 @@ def test_the_lock_is_kept_while_a_relay_runs_longer_than_its_timeout(redis_clien
     monkeypatch.setattr(bootstrap, "event_transport", lambda: None)
     held_throughout = []
 
-    def slow_relay(*, event_store, transport):
+    def slow_relay(*, event_store, transport, batch_size):
         for _ in range(6):  # 1.5 s: more than twice the timeout
             time.sleep(0.25)
             held_throughout.append(redis_client.get(short_lock.name) is not None)
