@@ -60,8 +60,15 @@ class EventStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def load_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
-        """The stream's events with version > after_version, in version order."""
+    def load_stream(self, stream_id: str, after_version: int = 0, *, limit: int | None = None) -> list[StoredEvent]:
+        """The stream's events with version > after_version, in version order; the first `limit` of them if given.
+
+        A page of a long stream is a bounded read: the store fetches at most `limit` events.
+        """
+
+    @abc.abstractmethod
+    def stream_version(self, stream_id: str) -> int:
+        """The stream's latest version (= how many events it holds: versions run 1, 2, 3, ...); 0 if it has none."""
 
     @abc.abstractmethod
     def read_all(self, after_position: int = 0, batch_size: int = 1000) -> Iterator[StoredEvent]:

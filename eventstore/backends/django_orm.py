@@ -199,8 +199,15 @@ class DjangoEventStore(EventStore):
                 raise ConcurrencyConflict(stream_id, expected_version)
         return stored
 
-    def load_stream(self, stream_id, after_version=0):
-        return _stored_events(self._records().filter(stream_id=stream_id, version__gt=after_version).order_by("version"))
+    def load_stream(self, stream_id, after_version=0, *, limit=None):
+        # Ordered and limited on the unique (stream_id, version) index: a page reads only its rows.
+        records = self._records().filter(stream_id=stream_id, version__gt=after_version).order_by("version")
+        return _stored_events(records if limit is None else records[:limit])
+
+    def stream_version(self, stream_id):
+        # The index's last entry for the stream: versions are contiguous, so this is also its length.
+        latest = self._records().filter(stream_id=stream_id).order_by("-version").values_list("version", flat=True)
+        return latest.first() or 0
 
     def read_all(self, after_position=0, batch_size=1000) -> Iterator[StoredEvent]:
         # A replay reads the whole store: the rows come from the cursor as they are and

@@ -43,9 +43,16 @@ class InMemoryEventStore(EventStore):
             self._outbox.update((e.event_id, e) for e in stored)
             return stored
 
-    def load_stream(self, stream_id, after_version=0):
+    def load_stream(self, stream_id, after_version=0, *, limit=None):
+        # Versions run 1, 2, 3, ...: version v sits at index v - 1.
+        start = max(after_version, 0)
         with self._lock:
-            return [e for e in self._streams.get(stream_id, []) if e.version > after_version]
+            stream = self._streams.get(stream_id, [])
+            return stream[start:] if limit is None else stream[start:start + limit]
+
+    def stream_version(self, stream_id):
+        with self._lock:
+            return len(self._streams.get(stream_id, []))
 
     def read_all(self, after_position=0, batch_size=1000) -> Iterator[StoredEvent]:
         with self._lock:

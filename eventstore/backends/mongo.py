@@ -296,14 +296,26 @@ class MongoEventStore(EventStore):
         doc.validate()
         return doc
 
-    def load_stream(self, stream_id, after_version=0):
+    def load_stream(self, stream_id, after_version=0, *, limit=None):
         # Straight from pymongo, as read_all: a mongoengine Document per event was
         # most of the time a load took. Sorted here, not by the server: the unique
         # (stream_id, version) index already yields them in order (so this sort is
         # linear), and a server that sorts anyway (the tests' stand-in) spent more
         # on its sort than on the query.
-        cursor = self._event_collection.find({"stream_id": stream_id, "version": {"$gt": after_version}})
+        query = {"stream_id": stream_id, "version": {"$gt": after_version}}
+        if limit is not None:
+            # A page: the server must sort to know which events come first, and
+            # returns only those (on the (stream_id, version) index, no sort stage).
+            cursor = self._event_collection.find(query, sort=[("version", 1)], limit=limit)
+            return [_from_raw(doc) for doc in cursor]
+        cursor = self._event_collection.find(query)
         return sorted((_from_raw(doc) for doc in cursor), key=attrgetter("version"))
+
+    def stream_version(self, stream_id):
+        latest = self._event_collection.find_one(
+            {"stream_id": stream_id}, projection={"version": 1, "_id": 0}, sort=[("version", -1)]
+        )
+        return 0 if latest is None else latest["version"]
 
     def read_all(self, after_position=0, batch_size=1000) -> Iterator[StoredEvent]:
         # Straight from pymongo: building a mongoengine Document per event cost

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from eventstore.store import ConcurrencyConflict, NewEvent
+from eventstore.store import ConcurrencyConflict, EventStore, NewEvent
 
 
 def new_event(event_type="FundsDeposited", **data) -> NewEvent:
@@ -56,6 +56,30 @@ class EventStoreContract:
 
     def test_an_unknown_stream_loads_empty(self, store):
         assert store.load_stream(stream()) == []
+
+    def test_a_limited_load_reads_one_page_of_the_stream(self, store):
+        account = stream()
+        store.append(account, 0, [new_event(amount=f"{n}.00") for n in range(1, 8)])
+        assert [e.version for e in store.load_stream(account, limit=3)] == [1, 2, 3]
+        page = store.load_stream(account, after_version=3, limit=3)
+        assert [(e.version, e.data["amount"]) for e in page] == [(4, "4.00"), (5, "5.00"), (6, "6.00")]
+        assert page == store.load_stream(account)[3:6]
+        assert [e.version for e in store.load_stream(account, after_version=6, limit=3)] == [7]
+        assert store.load_stream(account, after_version=7, limit=3) == []
+
+    def test_a_limited_load_keeps_to_its_stream(self, store):
+        a, b = stream(), stream()
+        store.append(a, 0, [new_event(), new_event()])
+        store.append(b, 0, [new_event(), new_event(), new_event()])
+        store.append(a, 2, [new_event()])
+        assert [(e.stream_id, e.version) for e in store.load_stream(a, after_version=1, limit=5)] == [(a, 2), (a, 3)]
+
+    def test_stream_version_is_the_latest_version_and_zero_for_an_unknown_stream(self, store):
+        a, b = stream(), stream()
+        store.append(a, 0, [new_event(), new_event()])
+        store.append(b, 0, [new_event()])
+        store.append(a, 2, [new_event()])
+        assert (store.stream_version(a), store.stream_version(b), store.stream_version(stream())) == (3, 1, 0)
 
     def test_a_stale_expected_version_is_a_conflict_and_stores_nothing(self, store):
         account = stream()
@@ -173,3 +197,28 @@ class EventStoreContract:
         with pytest.raises(ConcurrencyConflict):
             store.append(account, 0, [new_event(), new_event()])
         assert [e.version for e in store.unpublished()] == [1]
+
+    def test_an_append_at_any_stored_version_is_refused_and_the_stored_events_stay_as_they_were(self, store):
+        account = stream()
+        store.append(account, 0, [new_event("AccountOpened", holder="Ada", opening_balance="10.00"), new_event()])
+        store.append(account, 2, [new_event(amount="7.77")])
+        before = store.load_stream(account)
+        for stored_version in (0, 1, 2):
+            forged = new_event(amount="1000000.00")
+            with pytest.raises(ConcurrencyConflict):
+                store.append(account, stored_version, [forged])
+        assert store.load_stream(account) == before
+        assert list(store.read_all()) == before
+
+    def test_the_interface_offers_no_way_to_change_or_delete_a_stored_event(self, store):
+        """Events are appended, read and published; nothing else. (The outbox's
+        mark_published takes an event off the list to publish, not out of the store.)"""
+        assert EventStore.__abstractmethods__ == {
+            "append", "load_stream", "stream_version", "read_all", "count_events", "unpublished", "mark_published"
+        }
+        assert isinstance(store, EventStore)
+        account = stream()
+        store.append(account, 0, [new_event(), new_event()])
+        before = store.load_stream(account)
+        store.mark_published([e.event_id for e in store.unpublished()])
+        assert store.load_stream(account) == before and store.count_events() == 2

@@ -29,10 +29,13 @@ class CountingEventStore(EventStore):
     def append(self, stream_id, expected_version, events):
         return self.inner.append(stream_id, expected_version, events)
 
-    def load_stream(self, stream_id, after_version=0):
-        events = self.inner.load_stream(stream_id, after_version)
+    def load_stream(self, stream_id, after_version=0, *, limit=None):
+        events = self.inner.load_stream(stream_id, after_version, limit=limit)
         self.loads.append([e.version for e in events])
         return events
+
+    def stream_version(self, stream_id):
+        return self.inner.stream_version(stream_id)
 
     def read_all(self, after_position=0, batch_size=1000):
         return self.inner.read_all(after_position, batch_size)
