@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from accounts.domain.bank_account import ACCOUNT_TYPES
 from accounts.domain.errors import AccountNotFound
+from eventstore.paging import StreamEvents
 from projections import selectors
 from projections.models import AccountStatus
 from techbank_site import bootstrap
@@ -103,7 +104,8 @@ class AccountEventsApi(APIView):
     def get(self, request, account_id: str):
         """The account's event stream, straight from the event store, in version order."""
         _validated_query(request, PageSerializer)
-        events = bootstrap.event_store().load_stream(str(parse_account_id(account_id)))
+        # Read a page at a time: a long stream is never loaded whole for one page.
+        events = StreamEvents(bootstrap.event_store(), str(parse_account_id(account_id)))
         if not events:
             raise AccountNotFound(f"No bank account with id {account_id}")
         return _paginated(request, self, events, StoredEventSerializer)

@@ -1,9 +1,13 @@
 """The resource API under /api/accounts/: shapes, money as strings, every error code."""
 import uuid
+from datetime import datetime, timezone
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from eventstore.models import StoredEventRecord
+from eventstore.store import EventStore, NewEvent
+from techbank_site import bootstrap
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,6 +54,79 @@ def test_the_events_route_shows_the_stored_stream_with_versions(api):
     assert [(e["version"], e["event_type"]) for e in body["results"]] == [(1, "AccountOpened"), (2, "FundsDeposited")]
     assert body["results"][1]["data"] == {"amount": "1.50"}
     assert body["results"][1]["metadata"]["issued_by"] == "teller"
+
+
+class CountingReads(EventStore):
+    """The real store, counting the events its stream reads hand back."""
+
+    def __init__(self, inner: EventStore):
+        self.inner = inner
+        self.events_read = 0
+
+    def append(self, stream_id, expected_version, events):
+        return self.inner.append(stream_id, expected_version, events)
+
+    def load_stream(self, stream_id, after_version=0, *, limit=None):
+        events = self.inner.load_stream(stream_id, after_version, limit=limit)
+        self.events_read += len(events)
+        return events
+
+    def stream_version(self, stream_id):
+        return self.inner.stream_version(stream_id)
+
+    def read_all(self, after_position=0, batch_size=1000):
+        for event in self.inner.read_all(after_position, batch_size):
+            self.events_read += 1
+            yield event
+
+    def count_events(self):
+        return self.inner.count_events()
+
+    def unpublished(self, limit=500):
+        return self.inner.unpublished(limit)
+
+    def mark_published(self, event_ids):
+        self.inner.mark_published(event_ids)
+
+
+def deposits(count: int) -> list[NewEvent]:
+    return [
+        NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": f"{n}.00"}, datetime.now(timezone.utc), {"issued_by": "teller"})
+        for n in range(1, count + 1)
+    ]
+
+
+@pytest.fixture
+def long_account(api):
+    """An account of 300 events (the deposits stored straight into the event store, for speed)."""
+    account = open_account(api)
+    bootstrap.event_store().append(account["id"], 1, deposits(299))
+    return account
+
+
+def test_a_page_of_events_reads_only_that_page_from_the_store(api, long_account, monkeypatch):
+    counting = CountingReads(bootstrap.event_store())
+    monkeypatch.setattr(bootstrap, "event_store", lambda: counting)
+    response = api.get(f"/api/accounts/{long_account['id']}/events", {"page": 3, "page_size": 20})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["count"] == 300
+    assert [e["version"] for e in body["results"]] == list(range(41, 61))
+    assert body["results"][0]["data"] == {"amount": "40.00"}
+    assert parse_qs(urlsplit(body["next"]).query) == {"page": ["4"], "page_size": ["20"]}
+    assert parse_qs(urlsplit(body["previous"]).query) == {"page": ["2"], "page_size": ["20"]}
+    assert counting.events_read == 20  # not the 300 of the whole stream
+
+
+def test_the_last_page_of_events_ends_the_stream_and_a_page_past_it_is_a_404(api, long_account):
+    url = f"/api/accounts/{long_account['id']}/events"
+    last = api.get(url, {"page": 2, "page_size": 200}).json()
+    assert [e["version"] for e in last["results"]] == list(range(201, 301))
+    assert last["next"] is None
+    past = api.get(url, {"page": 3, "page_size": 200})
+    assert (past.status_code, past.json()["code"]) == (404, "not_found")
+    first = api.get(url).json()  # the default page size
+    assert [e["version"] for e in first["results"]] == list(range(1, 51))
 
 
 def test_the_correlation_id_of_the_request_is_recorded(api):

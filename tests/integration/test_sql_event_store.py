@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from eventstore.backends.django_orm import DjangoEventStore
 from eventstore.models import StoredEventRecord
@@ -35,6 +36,15 @@ class TestDjangoEventStore(EventStoreContract):
         [loaded] = store.load_stream(account)
         assert loaded.event_type == "Opened 🏦"
         assert loaded.data == {"holder": "Zoë Ñandú 🐧", "note": "𝄞 ✓"}
+
+    def test_a_page_of_a_stream_is_one_query_limited_by_the_database(self, store):
+        account = stream()
+        store.append(account, 0, [new_event() for _ in range(6)])
+        with CaptureQueriesContext(connection) as queries:
+            page = store.load_stream(account, after_version=2, limit=3)
+        assert [e.version for e in page] == [3, 4, 5]
+        [query] = queries.captured_queries
+        assert "LIMIT 3" in query["sql"]
 
     def test_without_returning_the_append_reads_its_positions_back(self, store, monkeypatch):
         """MySQL (and MariaDB before 10.5) cannot return bulk-inserted keys."""
