@@ -8,8 +8,10 @@ import logging
 
 from django.contrib import admin, messages
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils.html import format_html, format_html_join
 
+from projections import selectors
 from projections.dead_letters import dead_letters_resolve
 from projections.models import AccountSummary, DeadLetter, LedgerEntry
 from projections.services import retry_dead_letters
@@ -19,19 +21,27 @@ from techbank_site.read_only_admin import ReadOnlyModelAdmin
 logger = logging.getLogger(__name__)
 
 
-class LedgerEntryInline(admin.TabularInline):
-    model = LedgerEntry
-    fields = ("version", "kind", "amount", "balance_after", "occurred_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    ordering = ("version",)
+# How many of an account's latest events and ledger entries its page shows; the
+# rest are a link away, in the paginated lists (a page with every row of a long
+# account ran to megabytes).
+LATEST_ON_ACCOUNT_PAGE = 50
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
+def _history_table(headers: tuple[str, ...], rows) -> str:
+    return format_html(
+        '<table style="width: 100%"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+        format_html_join("", "<th>{}</th>", ((header,) for header in headers)),
+        format_html_join("", "<tr>" + "<td>{}</td>" * len(headers) + "</tr>", rows),
+    )
+
+
+def _history_caption(shown: int, total: int, noun: str, list_url: str) -> str:
+    told = f"Latest {shown} of {total} {noun}, newest first." if shown < total else f"All {total} {noun}, newest first."
+    return format_html('<p>{} <a href="{}">All {} {}, page by page</a></p>', told, list_url, total, noun)
+
+
+def _as_json(document: dict) -> str:
+    return json.dumps(document, ensure_ascii=False, sort_keys=True)
 
 
 @admin.register(AccountSummary)
@@ -40,29 +50,48 @@ class AccountSummaryAdmin(ReadOnlyModelAdmin):
     list_filter = ("account_type", "status")
     search_fields = ("holder", "=id")
     ordering = ("-opened_at",)
-    readonly_fields = ("event_history",)
+    readonly_fields = ("event_history", "ledger")
     fieldsets = (
         (None, {"fields": ("id", "holder", "account_type", "balance", "status", "opened_at", "closed_at", "version")}),
         ("Event history (from the event store)", {"fields": ("event_history",)}),
+        ("Ledger", {"fields": ("ledger",)}),
     )
-    inlines = [LedgerEntryInline]
 
     @admin.display(description="Events")
     def event_history(self, account: AccountSummary):
-        events = bootstrap.event_store().load_stream(str(account.id))
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        store = bootstrap.event_store()
+        stream_id = str(account.id)
+        total = store.stream_version(stream_id)
+        latest = store.load_stream(
+            stream_id, after_version=max(total - LATEST_ON_ACCOUNT_PAGE, 0), limit=LATEST_ON_ACCOUNT_PAGE
+        )
+        list_url = f"{reverse('admin:eventstore_storedeventrecord_changelist')}?{urlencode({'stream_id': stream_id})}"
+        table = _history_table(
+            ("Version", "Type", "Occurred at (UTC)", "Data", "Issued by", "Correlation id"),
             (
-                (e.version, e.event_type, e.occurred_at.isoformat(), e.data, e.metadata.get("issued_by", ""))
-                for e in events
+                (
+                    e.version, e.event_type, e.occurred_at.isoformat(), format_html("<code>{}</code>", _as_json(e.data)),
+                    e.metadata.get("issued_by", ""), e.metadata.get("correlation_id", ""),
+                )
+                for e in reversed(latest)
             ),
         )
-        return format_html(
-            "<table><tr><th>Version</th><th>Type</th><th>Occurred at</th><th>Data</th><th>Issued by</th></tr>"
-            "{}</table>",
-            rows,
+        return _history_caption(len(latest), total, "events", list_url) + table
+
+    @admin.display(description="Entries")
+    def ledger(self, account: AccountSummary):
+        entries = selectors.ledger_list(account_id=account.id)
+        total = entries.count()
+        latest = entries.order_by("-version")[:LATEST_ON_ACCOUNT_PAGE]
+        list_url = f"{reverse('admin:projections_ledgerentry_changelist')}?{urlencode({'account__id__exact': account.id})}"
+        table = _history_table(
+            ("Version", "Kind", "Amount", "Balance after", "Occurred at (UTC)"),
+            (
+                (e.version, e.get_kind_display(), e.amount, e.balance_after, e.occurred_at.isoformat())
+                for e in latest
+            ),
         )
+        return _history_caption(len(latest), total, "ledger entries", list_url) + table
 
 
 @admin.register(LedgerEntry)

@@ -1,9 +1,17 @@
 """Staff browse accounts, ledgers and events in the admin, and cannot change them."""
+import html
+import re
+import uuid
+from datetime import datetime, timezone
+
 import pytest
 from django.urls import reverse
 
 from eventstore.models import StoredEventRecord
+from eventstore.store import NewEvent
 from projections.models import AccountSummary, LedgerEntry
+from projections.services import rebuild_read_model
+from techbank_site import bootstrap
 from tests.staff import staff_group
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -124,3 +132,49 @@ def test_not_even_a_superuser_can_add_change_or_delete_ledger_entries_or_events(
         assert staff_browser.post(reverse(f"admin:{model}_delete", args=[obj.pk]), {"post": "yes"}).status_code == 403
     assert LedgerEntry.objects.get(pk=entry.pk).amount == entry.amount
     assert StoredEventRecord.objects.get(pk=event.pk).event_type == event.event_type
+
+
+@pytest.fixture
+def long_account(api, accounts):
+    """An account of 300 events and 300 ledger entries (deposits stored straight into the
+    event store and projected by a rebuild, for speed), beside the two of `accounts`."""
+    account_id = api.post(
+        "/api/accounts/", {"holder": "Grace Hopper", "account_type": "CURRENT", "opening_balance": "1.00"}, format="json"
+    ).json()["id"]
+    deposits = [
+        NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, datetime.now(timezone.utc), {"issued_by": "teller"})
+        for _ in range(299)
+    ]
+    store = bootstrap.event_store()
+    store.append(account_id, 1, deposits)
+    rebuild_read_model(event_store=store)
+    return account_id
+
+
+def links_to(page: str, changelist: str) -> list[str]:
+    return [html.unescape(href) for href in re.findall(r'href="([^"]*)"', page) if href.startswith(changelist + "?")]
+
+
+def test_a_long_accounts_page_shows_only_its_latest_events_and_ledger_rows(staff_browser, long_account):
+    page = staff_browser.get(reverse("admin:projections_accountsummary_change", args=[long_account])).content.decode()
+    # 50 events, 50 ledger entries, their headers and the navigation sidebar's rows; not 600.
+    assert page.count("<tr") <= 120
+    assert "300.00" in page  # the balance after the latest deposit
+    assert ">300<" in page and ">251<" in page and ">250<" not in page  # versions of the latest 50 events
+    assert "Latest 50 of 300 events" in page and "Latest 50 of 300 ledger entries" in page
+
+
+def test_a_long_accounts_page_links_to_all_its_events_and_ledger_entries_page_by_page(staff_browser, long_account, accounts):
+    page = staff_browser.get(reverse("admin:projections_accountsummary_change", args=[long_account])).content.decode()
+    for changelist, total, noun in (
+        (reverse("admin:eventstore_storedeventrecord_changelist"), 300, "stored event records"),
+        (reverse("admin:projections_ledgerentry_changelist"), 300, "ledger entries"),
+    ):
+        [link] = set(links_to(page, changelist))
+        first = staff_browser.get(link)
+        assert first.status_code == 200, link
+        listing = first.content.decode()
+        assert f"{total} {noun}" in listing  # the paginator's count: this account's only
+        assert "Alan Turing" not in listing and accounts["Alan Turing"] not in listing
+        assert listing.count('<tr class="') <= 100  # one page of the list
+        assert first.context["cl"].result_count == total and first.context["cl"].paginator.num_pages == 3
