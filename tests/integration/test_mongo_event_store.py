@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from pymongo import monitoring
 from pymongo.errors import OperationFailure
 
 from eventstore.backends import mongo
@@ -11,6 +12,30 @@ from eventstore.backends.mongo import MongoEventStore
 from eventstore.store import ConcurrencyConflict, NewEvent
 from tests.contract.event_store_contract import EventStoreContract, new_event, stream
 from tests.servers.mongo import mongo_server  # noqa: F401  (the session's server, a pytest fixture)
+
+
+class DocumentsSent(monitoring.CommandListener):
+    """Counts the event documents the server sends in answer to finds, while `counting`."""
+
+    def __init__(self):
+        self.counting = False
+        self.documents = 0
+
+    def started(self, event):
+        pass
+
+    def succeeded(self, event):
+        if self.counting and event.command_name in ("find", "getMore"):
+            cursor = event.reply.get("cursor", {})
+            self.documents += len(cursor.get("firstBatch", cursor.get("nextBatch", [])))
+
+    def failed(self, event):
+        pass
+
+
+# Listeners apply to clients made after they are registered: each test's store makes its own.
+documents_sent = DocumentsSent()
+monitoring.register(documents_sent)
 
 
 @pytest.fixture
@@ -25,6 +50,18 @@ def store(mongo_server):  # noqa: F811
 
 class TestMongoEventStore(EventStoreContract):
     """The shared contract, on the module's `store` fixture."""
+
+
+def test_a_page_of_a_long_stream_is_all_the_server_sends(store):
+    account = stream()
+    store.append(account, 0, [new_event() for _ in range(300)])
+    documents_sent.documents, documents_sent.counting = 0, True
+    try:
+        page = store.load_stream(account, after_version=100, limit=20)
+    finally:
+        documents_sent.counting = False
+    assert [e.version for e in page] == list(range(101, 121))
+    assert documents_sent.documents == 20
 
 
 def test_an_occurred_at_in_another_time_zone_loads_back_as_the_same_instant_in_utc(store):
