@@ -118,18 +118,16 @@ def test_a_request_without_a_correlation_id_gets_a_fresh_one_per_request(api):
     assert all(uuid.UUID(value) for value in given)
 
 
-def test_a_client_cannot_set_an_events_time_or_author_in_the_body(api):
+def test_a_body_that_tries_to_set_an_events_time_or_author_is_refused_and_stores_nothing(api):
     account_id = api.post(
         "/api/accounts/", {"holder": "Cy", "account_type": "CURRENT", "opening_balance": "1.00"}, format="json"
     ).json()["id"]
     forged = {"occurred_at": "2001-01-01T00:00:00Z", "issued_by": "mallory", "metadata": {"issued_by": "mallory"}}
     resource = api.post(f"/api/accounts/{account_id}/deposits", {"amount": "1.00", **forged}, format="json")
     assert (resource.status_code, resource.json()["code"]) == (400, "validation_error")
-    with RequestWindow() as window:
-        api.put(f"/api/v1/depositFunds/{account_id}", {"amount": 1, **forged}, format="json")
-    later = stored_events(account_id)[1:]
-    assert all(e.metadata["issued_by"] == "teller" for e in later)
-    assert all(window.before <= e.occurred_at <= window.after for e in later)
+    techbank = api.put(f"/api/v1/depositFunds/{account_id}", {"amount": 1, **forged}, format="json")
+    assert techbank.status_code == 400 and "message" in techbank.json()
+    assert [e.event_type for e in stored_events(account_id)] == ["AccountOpened"]
 
 
 # -- events cannot be changed -------------------------------------------------------------------
@@ -175,7 +173,9 @@ def test_no_api_route_changes_or_deletes_a_stored_event(api):
             response = getattr(api, method)(path, FORGED_EVENT, format="json")
             answers[method, path] = response.status_code
             assert response.status_code < 500, (method, path, response.content)
-    assert_unchanged(before, every_event_as_stored())
+    after = every_event_as_stored()
+    assert_unchanged(before, after)
+    assert len(after) > len(before)  # the sweep reached the account: its command routes appended
     events = f"/api/accounts/{account_id}/events"
     assert {answers[method, events] for method in UNSAFE_METHODS} == {405}
     assert {answers[method, f"{events}/1"] for method in UNSAFE_METHODS} == {404}
