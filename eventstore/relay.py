@@ -61,7 +61,9 @@ def relay_outbox(
     is confirmed, which also starts its timeout again; if it cannot be (it is
     someone else's now, or its server does not answer), this raises
     RelayLockLost at once, with the unsent events still in the outbox for the
-    relay that holds it.
+    relay that holds it. (The check is per batch: a send that outlasts the
+    lock's timeout while its server is out of reach can still land after the
+    next relay's first batch; only the broker could fence that one.)
 
     A batch shorter than `batch_size` was the end of the outbox: events stored
     since then are the next run's (their commands woke the relay again), which

@@ -8,7 +8,6 @@ relay that kept sending after losing its lock would have sent that batch, and th
 the second relay's copy of it lands: older versions after newer ones.
 """
 import threading
-import time
 import uuid
 from datetime import datetime, timezone
 
