@@ -5,10 +5,15 @@ broker is down, the events wait in the outbox and go out, in order, once it is
 back. An event may be sent twice (sent, then a crash before it is marked):
 consumers are idempotent, so that is safe; losing one is not possible.
 
-One relay at a time (a lock), so the outbox goes out in order. `follow_outbox`
-is the long-running relay: it holds the lock, and relays whenever it is woken
-(a command stored events) and at least every `idle_seconds` (a nudge that was
-lost: the command's process died, the wake-up channel was down).
+One relay at a time (a lock), so the outbox goes out in order: two relays
+sending the same outbox would put an account's older events after newer ones.
+Every relay holds the lock (`holding`), and confirms it before each batch it
+sends (`relay_outbox`): a relay that lost it (frozen, or cut off from the
+lock's server for longer than its timeout, while another relay took it over)
+stops before its next batch. `follow_outbox` is the long-running relay: it
+holds the lock, and relays whenever it is woken (a command stored events) and
+at least every `idle_seconds` (a nudge that was lost: the command's process
+died, the wake-up channel was down).
 """
 import logging
 import threading
@@ -32,6 +37,14 @@ class RelayLock(Protocol):
     def release(self) -> None: ...
 
 
+class RelayLockNotTaken(Exception):
+    """Another relay holds the relay lock (or its server cannot be reached): this one must not relay."""
+
+
+class RelayLockLost(Exception):
+    """The relay could not confirm that it still holds its lock: another relay may be sending now."""
+
+
 class WakeUps(Protocol):
     """Wake-ups for the relay: `wait` returns early once someone asked for a relay since the last wait."""
 
@@ -39,8 +52,18 @@ class WakeUps(Protocol):
     def close(self) -> None: ...
 
 
-def relay_outbox(*, event_store: EventStore, transport: EventTransport, batch_size: int = 500) -> int:
+def relay_outbox(
+    *, event_store: EventStore, transport: EventTransport, lock: RelayLock, batch_size: int = 500
+) -> int:
     """Send the outbox in global order until it is empty; returns how many were sent.
+
+    The caller holds `lock` (see `holding`). Before each batch is sent the lock
+    is confirmed, which also starts its timeout again; if it cannot be (it is
+    someone else's now, or its server does not answer), this raises
+    RelayLockLost at once, with the unsent events still in the outbox for the
+    relay that holds it. (The check is per batch: a send that outlasts the
+    lock's timeout while its server is out of reach can still land after the
+    next relay's first batch; only the broker could fence that one.)
 
     A batch shorter than `batch_size` was the end of the outbox: events stored
     since then are the next run's (their commands woke the relay again), which
@@ -51,6 +74,7 @@ def relay_outbox(*, event_store: EventStore, transport: EventTransport, batch_si
     """
     sent = 0
     while batch := event_store.unpublished(limit=batch_size):
+        confirm_held(lock)
         transport.send(batch)
         event_store.mark_published([e.event_id for e in batch])
         sent += len(batch)
@@ -59,6 +83,44 @@ def relay_outbox(*, event_store: EventStore, transport: EventTransport, batch_si
     if sent:
         logger.debug("relayed %d event(s)", sent)
     return sent
+
+
+def confirm_held(lock: RelayLock) -> None:
+    """Raise RelayLockLost unless `lock` is still this relay's (its timeout then starts again)."""
+    try:
+        held = lock.reacquire()
+    except Exception as exc:  # noqa: BLE001 - not owned, or not answered: either way it may be someone else's
+        raise RelayLockLost(f"could not confirm the relay lock: {exc}") from exc
+    if held is False:
+        raise RelayLockLost("the relay lock is no longer this relay's")
+
+
+@contextmanager
+def holding(lock: RelayLock) -> Iterator[threading.Event]:
+    """Take `lock` without waiting, keep it renewed while the block runs, release it after.
+
+    Raises RelayLockNotTaken if another relay holds it or its server cannot be
+    reached. Yields `renewed`'s Event, set if the lock was lost meanwhile.
+    """
+    try:
+        acquired = lock.acquire(blocking=False)
+    except Exception as exc:  # noqa: BLE001 - the lock's server is down: nobody may relay
+        raise RelayLockNotTaken(f"could not take the relay lock: {exc}") from exc
+    if not acquired:
+        raise RelayLockNotTaken("another relay holds the relay lock")
+    try:
+        with renewed(lock) as lost:
+            yield lost
+    finally:
+        _release(lock)
+
+
+def _release(lock: RelayLock) -> None:
+    # Safe even if the lock was lost: it is released only if it is still this relay's.
+    try:
+        lock.release()
+    except Exception as exc:  # noqa: BLE001 - no longer ours, or its server is down: it expires by itself
+        logger.info("relay lock not released (%s); it expires by itself", exc)
 
 
 @contextmanager
@@ -109,36 +171,39 @@ def follow_outbox(
     sent = 0
     while not stopping():
         try:
-            acquired = lock.acquire(blocking=False)
-        except Exception as exc:  # noqa: BLE001 - the lock's server is down: nobody relays, try again soon
-            logger.warning("could not take the relay lock: %s", exc)
-            acquired = False
-        if not acquired:
-            _sleep(idle_seconds, stopping)  # another relay runs (or the lock's server is down): stand by
-            continue
-        try:
-            with renewed(lock) as lost:
+            with holding(lock) as lost:
                 logger.info("relay following the outbox")
-                while not stopping() and not lost.is_set():
-                    try:
-                        sent += relay_outbox(event_store=event_store, transport=transport, batch_size=batch_size)
-                    except TransportUnavailable as exc:
-                        logger.warning("Kafka unavailable, events wait in the outbox: %s", exc)
-                        _sleep(retry_seconds, stopping)  # however many commands nudge meanwhile
-                        continue
-                    except Exception:  # the event store down, say: the events wait, the relay goes on
-                        logger.exception("relaying failed; trying again in %.0f s", retry_seconds)
-                        _sleep(retry_seconds, stopping)
-                        continue
-                    _wait_for_nudge(wake_ups, idle_seconds, stopping)
-        finally:
-            if not lost.is_set():
-                try:
-                    lock.release()
-                except Exception as exc:  # noqa: BLE001 - it expires by itself
-                    logger.warning("could not release the relay lock: %s", exc)
+                sent += _relay_while_held(event_store=event_store, transport=transport, lock=lock, lost=lost,
+                                          wake_ups=wake_ups, stopping=stopping, idle_seconds=idle_seconds,
+                                          retry_seconds=retry_seconds, batch_size=batch_size)
+        except RelayLockNotTaken as exc:  # another relay runs (or the lock's server is down): stand by
+            logger.debug("relay standing by: %s", exc)
+            _sleep(idle_seconds, stopping)
+    return sent
+
+
+def _relay_while_held(*, event_store, transport, lock, lost, wake_ups, stopping, idle_seconds, retry_seconds,
+                      batch_size) -> int:
+    """follow_outbox's rounds while it holds the lock; returns once stopping, or once the lock is lost."""
+    sent = 0
+    while not stopping():
         if lost.is_set():
-            logger.warning("relay lock lost; relaying stops until it is taken again")
+            logger.warning("relay lock not renewed in time; relaying stops until it is taken again")
+            break
+        try:
+            sent += relay_outbox(event_store=event_store, transport=transport, lock=lock, batch_size=batch_size)
+        except RelayLockLost as exc:
+            logger.warning("%s; relaying stops until the lock is taken again", exc)
+            break
+        except TransportUnavailable as exc:
+            logger.warning("Kafka unavailable, events wait in the outbox: %s", exc)
+            _sleep(retry_seconds, stopping)  # however many commands nudge meanwhile
+            continue
+        except Exception:  # the event store down, say: the events wait, the relay goes on
+            logger.exception("relaying failed; trying again in %.0f s", retry_seconds)
+            _sleep(retry_seconds, stopping)
+            continue
+        _wait_for_nudge(wake_ups, idle_seconds, stopping)
     return sent
 
 

@@ -10,7 +10,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from eventstore.relay import relay_outbox, renewed
+from eventstore.relay import RelayLockLost, RelayLockNotTaken, holding, relay_outbox
 from eventstore.transports.base import TransportUnavailable
 from techbank_site import bootstrap
 
@@ -21,17 +21,20 @@ logger = logging.getLogger(__name__)
 def relay_outbox_task() -> int:
     """Relay the whole outbox once, unless another relay holds the lock (then return 0 at once)."""
     lock = bootstrap.relay_lock()
-    if not lock.acquire(blocking=False):
-        return 0
     try:
-        with renewed(lock):
+        with holding(lock):
             return relay_outbox(
                 event_store=bootstrap.event_store(),
                 transport=bootstrap.event_transport(),
+                lock=lock,
                 batch_size=settings.TECHBANK_RELAY_BATCH,
             )
+    except RelayLockNotTaken as exc:
+        logger.debug("relay task not run: %s", exc)
+        return 0
+    except RelayLockLost as exc:
+        logger.warning("%s; the rest of the outbox is left to the relay that holds it", exc)
+        return 0
     except TransportUnavailable as exc:
         logger.warning("Kafka unavailable, events wait in the outbox: %s", exc)
         return 0
-    finally:
-        lock.release()

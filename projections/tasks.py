@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 @shared_task(ignore_result=True)
 def consume_events_task(seconds: float = 5.0) -> int:
-    """Consume for about `seconds`, then return.
+    """Consume for about `seconds` (at least one batch, however short), then return.
 
     Each worker process keeps its own group member between runs, so the
     group does not rebalance every time the task starts.
@@ -28,9 +28,11 @@ def consume_events_task(seconds: float = 5.0) -> int:
     applied = 0
     deadline = time.monotonic() + seconds
     try:
-        while time.monotonic() < deadline:
+        while True:  # one batch at least: a run that started late on a busy machine still does some work
             subscription = bootstrap.projection_subscription()
             applied += consume_batch(subscription=subscription, event_store=store, timeout_ms=500).applied
+            if time.monotonic() >= deadline:
+                break
     except TransportUnavailable as exc:
         # Uncommitted messages come back to the next member; start afresh next run.
         logger.warning("Kafka unavailable, the read model waits: %s", exc)

@@ -120,9 +120,9 @@ def command_bus() -> CommandBus:
 def relay_lock():
     """One relay at a time across all workers, so the outbox goes out in order.
 
-    Short-lived: the relay renews it while it runs (eventstore.tasks), so a relay
-    that dies holding it (a killed worker) holds the next one up for seconds, not minutes.
-    Not thread-local: the renewing thread must be able to extend it.
+    Short-lived: the relay renews it while it runs, and confirms it before each batch
+    (eventstore.relay), so a relay that dies holding it (a killed worker) holds the next
+    one up for seconds, not minutes. Not thread-local: the renewing thread must be able to extend it.
     """
     import redis
 

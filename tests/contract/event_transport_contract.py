@@ -319,7 +319,8 @@ class EventTransportContract:
         transport_raw_send(account_id.encode(), json.dumps({"schema_version": 99}).encode())
         after = [make_event(account_id, 2), make_event(account_id, 3)]
         transport.send(after)
-        member = subscribe(group("poison"))
+        group_id = group("poison")
+        member = subscribe(group_id)
 
         received = receive(member, 5, quiet_seconds=self.quiet_seconds)
 
@@ -329,4 +330,12 @@ class EventTransportContract:
         assert all(d.problem and d.key == account_id for d in bad)
         assert "schema_version" in bad[1].problem
         assert all(d.problem is None for d in received if d.event)
-        member.commit()  # past the bad messages: they do not block the group
+        member.commit()
+        member.close()
+
+        # The commit went past the bad messages: the group's next member starts after them.
+        later = make_event(account_id, 4)
+        transport.send([later])
+        successor = receive(subscribe(group_id), 1, quiet_seconds=self.quiet_seconds)
+        assert [d.raw for d in successor if d.event is None] == []
+        assert event_ids(successor) == [later.event_id]

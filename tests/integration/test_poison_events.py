@@ -27,6 +27,7 @@ from projections.services import (
     retry_dead_letters,
 )
 from techbank_site import bootstrap
+from tests.fake_relay_lock import FakeRelayLock
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,11 +55,13 @@ class Bus:
         self.store = InMemoryEventStore()
         self.transport = InMemoryTransport(partitions=1)
         self.group = "projections"
+        self.relay_lock = FakeRelayLock()
+        assert self.relay_lock.acquire(blocking=False)  # the only relay here
 
     def append(self, account: str, *events: NewEvent):
         current = len(self.store.load_stream(account))
         stored = self.store.append(account, current, list(events))
-        relay_outbox(event_store=self.store, transport=self.transport)
+        relay_outbox(event_store=self.store, transport=self.transport, lock=self.relay_lock)
         return stored
 
     def consume(self, group: str | None = None):

@@ -1,15 +1,31 @@
-"""The relay's lock (one relay at a time) on a real Redis: held while a relay runs, lapses soon after one dies."""
+"""The relay's lock (one relay at a time) on a real Redis: held while a relay runs, lapses soon after one dies,
+and every way of running the relay takes it."""
 import os
 import time
 import uuid
+from datetime import datetime, timezone
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from eventstore import tasks
+from eventstore.relay import holding
+from eventstore.store import NewEvent
 from techbank_site import bootstrap
+from tests.contract.relay_lock_contract import RelayLockContract
+from tests.contract.event_transport_contract import group, receive
+from tests.servers.kafka import kafka_broker  # noqa: F401  (the session's broker, a pytest fixture)
 from tests.servers.processes import unavailable
 
 REDIS_URL = os.environ.get("TECHBANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+HANG_SECONDS = 30  # bounds a wait that should end in milliseconds: only a hang reaches it
+
+
+def wait_until(condition, message: str):
+    deadline = time.monotonic() + HANG_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.005)
 
 
 @pytest.fixture
@@ -25,6 +41,21 @@ def redis_client(settings):
     settings.TECHBANK_KAFKA_TOPIC = f"relay-lock-test-{uuid.uuid4().hex[:8]}"
     yield client
     client.delete(f"techbank:relay-outbox:{settings.TECHBANK_KAFKA_TOPIC}")
+    client.close()
+
+
+class TestRedisRelayLock(RelayLockContract):
+    @pytest.fixture
+    def make_lock(self, redis_client):
+        return bootstrap.relay_lock
+
+    @pytest.fixture
+    def lapse(self, redis_client):
+        def run_out(lock):
+            redis_client.pexpire(lock.name, 1)  # what Redis does once the timeout passed unrenewed
+            wait_until(lambda: not redis_client.exists(lock.name), "the lock's key never expired")
+
+        return run_out
 
 
 def test_a_relay_that_dies_holding_the_lock_holds_up_the_next_one_for_seconds_not_minutes(redis_client):
@@ -34,21 +65,69 @@ def test_a_relay_that_dies_holding_the_lock_holds_up_the_next_one_for_seconds_no
     assert 0 < redis_client.pttl(dead_relays_lock.name) <= 10_000
 
 
-def test_the_lock_is_kept_while_a_relay_runs_longer_than_its_timeout(redis_client, monkeypatch):
-    short_lock = bootstrap.relay_lock()
-    short_lock.timeout = 0.6  # so that the test need not run for the real timeout
-    monkeypatch.setattr(bootstrap, "relay_lock", lambda: short_lock)
-    monkeypatch.setattr(bootstrap, "event_store", lambda: None)
-    monkeypatch.setattr(bootstrap, "event_transport", lambda: None)
-    held_throughout = []
+def test_the_lock_is_kept_while_a_relay_runs_longer_than_its_timeout(redis_client):
+    lock = bootstrap.relay_lock()
+    lock.timeout = 1.5  # so that the test need not run for the real timeout
+    renewals, last_ttl = 0, None
+    with holding(lock) as lost:
+        # Watch the key's time to live: each time it goes up again, the relay renewed it. Four
+        # renewals, a third of a timeout apart, outlast the timeout: only renewing keeps it that long.
+        while renewals < 4:
+            ttl = redis_client.pttl(lock.name)
+            assert ttl > 0, f"the lock ran out while its relay was running (after {renewals} renewals)"
+            renewals += last_ttl is not None and ttl > last_ttl
+            last_ttl = ttl
+            time.sleep(0.01)  # a poll interval, not a wait for something to happen
+        assert not lost.is_set()
+    assert redis_client.get(lock.name) is None  # released once done
 
-    def slow_relay(*, event_store, transport, batch_size):
-        for _ in range(6):  # 1.5 s: more than twice the timeout
-            time.sleep(0.25)
-            held_throughout.append(redis_client.get(short_lock.name) is not None)
-        return 7
 
-    monkeypatch.setattr(tasks, "relay_outbox", slow_relay)
-    assert tasks.relay_outbox_task() == 7
-    assert all(held_throughout) and len(held_throughout) == 6
-    assert redis_client.get(short_lock.name) is None  # released once done
+@pytest.fixture
+def kafka_relay(settings, redis_client, kafka_broker):  # noqa: F811
+    """The SQL event store's outbox with two events in it, a Kafka bus on a fresh topic, and the relay lock on Redis."""
+    settings.TECHBANK_EVENT_STORE = "sql"
+    settings.TECHBANK_EVENT_BUS = "kafka"
+    settings.TECHBANK_KAFKA_BOOTSTRAP = kafka_broker
+    bootstrap.reset()
+    store = bootstrap.event_store()
+    now = datetime.now(timezone.utc)
+    store.append(str(uuid.uuid4()), 0, [NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, now, {})
+                                        for _ in range(2)])
+    yield store
+    bootstrap.event_transport().close()
+    bootstrap.reset()
+
+
+def on_the_topic() -> int:
+    member = bootstrap.event_transport().subscribe(group("check"))
+    try:
+        return len(receive(member, 1, quiet_seconds=0.5))
+    finally:
+        member.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_one_off_relay_command_refuses_in_one_line_while_another_relay_holds_the_lock(kafka_relay):
+    with holding(bootstrap.relay_lock()):  # as a running `relay_outbox --follow` holds it
+        with pytest.raises(CommandError, match="another relay holds the relay lock") as refused:
+            call_command("relay_outbox")
+        assert "\n" not in str(refused.value)
+        assert len(kafka_relay.unpublished()) == 2
+    call_command("relay_outbox")  # once the lock is free it runs
+    assert kafka_relay.unpublished() == []
+    assert on_the_topic() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_relay_task_does_nothing_while_another_relay_holds_the_lock_and_relays_once_it_is_free(
+    kafka_relay, redis_client
+):
+    follower = bootstrap.relay_lock()
+    with holding(follower):  # as a running `relay_outbox --follow` holds it
+        tasks.relay_outbox_task()
+        assert len(kafka_relay.unpublished()) == 2
+        assert on_the_topic() == 0
+    tasks.relay_outbox_task()
+    assert kafka_relay.unpublished() == []
+    assert on_the_topic() == 2
+    assert redis_client.get(follower.name) is None  # the task let go of the lock

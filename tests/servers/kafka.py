@@ -95,7 +95,7 @@ def running_kafka_broker(broker: str = "noida") -> Iterator[str]:
 
 
 def configured_broker() -> str:
-    """noida-db, unless TECHBANK_KAFKA_TEST_BROKER=tansu asks for Tansu (to compare brokers)."""
+    """noida-db, unless TECHBANK_KAFKA_TEST_BROKER=tansu asks for Tansu (to compare brokers, by hand only: README)."""
     return os.environ.get("TECHBANK_KAFKA_TEST_BROKER", "noida")
 
 

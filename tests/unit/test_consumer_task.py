@@ -3,10 +3,10 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
+from django.conf import settings
 from django.db import OperationalError
 
 from eventstore.backends.memory import InMemoryEventStore
-from eventstore.relay import relay_outbox
 from eventstore.store import NewEvent
 from eventstore.transports.memory import InMemoryTransport
 from projections import consumer, tasks
@@ -15,17 +15,20 @@ from techbank_site import bootstrap
 
 
 class ReadDatabaseDownOnce:
-    """Stands in for projections.services.project_deliveries: fails the first batch as a database outage would."""
+    """Stands in for projections.services.project_deliveries: fails the first batch as a database outage would.
+
+    It records the batches the task handed it once the database was back; what it returns is made up.
+    """
 
     def __init__(self):
         self.down = True
-        self.applied = []
+        self.projected = []
 
     def __call__(self, *, deliveries, event_store):
         if self.down:
             self.down = False
             raise OperationalError("read database down")
-        self.applied.append([d.event.version for d in deliveries])
+        self.projected.append([d.event.version for d in deliveries])
         return ProjectionOutcome(applied=len(deliveries))
 
 
@@ -44,11 +47,14 @@ def test_a_batch_the_read_database_refused_is_applied_by_the_next_run_not_skippe
     store.append(str(uuid.uuid4()), 0, [
         NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, datetime.now(timezone.utc), {}) for _ in range(2)
     ])
-    relay_outbox(event_store=store, transport=transport)
+    transport.send(store.unpublished())
     projector = ReadDatabaseDownOnce()
     monkeypatch.setattr(consumer, "project_deliveries", projector)
 
     with pytest.raises(OperationalError):
-        tasks.consume_events_task(seconds=0.01)
-    assert tasks.consume_events_task(seconds=0.01) == 2
-    assert projector.applied == [[1, 2]]
+        tasks.consume_events_task(seconds=0)  # one batch
+    tasks.consume_events_task(seconds=0)
+
+    assert projector.projected == [[1, 2]]
+    bootstrap.close_projection_subscription()  # the worker process leaves the group
+    assert transport.subscribe(settings.TECHBANK_KAFKA_GROUP).poll(timeout_ms=10) == []  # the batch was committed

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from eventstore.relay import follow_outbox, relay_outbox
+from eventstore.relay import RelayLockLost, RelayLockNotTaken, follow_outbox, holding, relay_outbox
 from eventstore.transports.base import TransportUnavailable
 from techbank_site import bootstrap
 
@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 class Command(BaseCommand):
     help = (
         "Publish every stored event that has not been published yet to the Kafka topic, in order, "
-        "and mark it published. Once (for debugging and catch-up), or with --follow as the "
+        "and mark it published. Once (for debugging and catch-up: it takes the relay lock, and fails "
+        "at once, publishing nothing, while another relay holds it), or with --follow as the "
         "long-running relay: it holds the relay lock (a standby waits for it), is woken by each "
         "command, and also looks at the outbox every --idle seconds. `celery -A techbank_site worker` "
         "runs `relay_outbox --follow` beside itself. SIGTERM or Ctrl-C to stop."
@@ -39,8 +40,15 @@ class Command(BaseCommand):
         if follow:
             self._follow(store, transport, idle, parent_pid)
             return
+        lock = bootstrap.relay_lock()
         try:
-            sent = relay_outbox(event_store=store, transport=transport, batch_size=settings.TECHBANK_RELAY_BATCH)
+            with holding(lock):
+                sent = relay_outbox(event_store=store, transport=transport, lock=lock,
+                                    batch_size=settings.TECHBANK_RELAY_BATCH)
+        except RelayLockNotTaken as exc:
+            raise CommandError(f"{exc} (a running `relay_outbox --follow`, say); nothing published") from None
+        except RelayLockLost as exc:
+            raise CommandError(f"{exc}; stopped, the rest of the outbox is left to the relay that holds it") from None
         except TransportUnavailable as exc:
             raise CommandError(f"Kafka did not acknowledge; the events stay in the outbox: {exc}") from None
         self.stdout.write(self.style.SUCCESS(f"Published {sent} event(s)."))
