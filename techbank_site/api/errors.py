@@ -115,12 +115,15 @@ def resource_exception_handler(exc, context):
 
 
 def techbank_exception_handler(exc, context):
-    """The techbank API answers rule violations with 400 and a bare message."""
+    """The techbank API answers rule violations with 400 and a bare message.
+
+    A lost race stays a 409: it is no refusal, the same request may pass on retry.
+    """
     _with_auth_header(exc, context)
     error = describe(exc)
     if error is None:
         return None
-    refused = isinstance(exc, (domain.AccountRuleViolation, ConcurrencyConflict))
+    refused = isinstance(exc, domain.AccountRuleViolation)
     code = status.HTTP_400_BAD_REQUEST if refused else error.status
     return Response({"message": error.message}, status=code, headers=_headers(exc))
 
