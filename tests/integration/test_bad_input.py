@@ -107,6 +107,13 @@ HOLDERS = [
     ('"\\u0007"', INVALID),
     ('"A\\u0085B"', INVALID),  # a C1 control character
     ('"\\ud800"', INVALID),  # an unpaired surrogate: not text, and no database can store it
+    # Unicode format characters (Cf): spoofing in the admin, dodging exact lookups.
+    ('"Ada\\u202eecalevoL"', INVALID),  # right-to-left override
+    ('"A\\u2066B\\u2069"', INVALID),  # left-to-right isolate
+    ('"Ada\\u200bLovelace"', INVALID),  # zero-width space
+    ('"Ada\\u200dLovelace"', INVALID),  # zero-width joiner
+    ('"\\ufeffAda"', INVALID),  # byte order mark
+    ('"Ada\\u00adLovelace"', INVALID),  # soft hyphen
     ("123", INVALID),
     ("null", INVALID),
 ]
