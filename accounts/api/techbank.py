@@ -29,6 +29,7 @@ TECHBANK_ERROR_RESPONSES = {
         MessageSerializer, "Idempotency-Key reused for another request, or still in progress; or the account was too busy: retry"
     ),
     415: OpenApiResponse(MessageSerializer, "Body is not JSON"),
+    429: OpenApiResponse(MessageSerializer, "Too many failed sign-ins from this address (Retry-After)"),
 }
 
 

@@ -52,4 +52,5 @@ ERROR_RESPONSES = {
     404: OpenApiResponse(ErrorSerializer, "Unknown account"),
     409: OpenApiResponse(ErrorSerializer, "Refused by a rule or a conflict"),
     415: OpenApiResponse(ErrorSerializer, "Body is not JSON"),
+    429: OpenApiResponse(ErrorSerializer, "Too many failed sign-ins from this address (Retry-After)"),
 }
