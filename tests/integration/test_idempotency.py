@@ -190,11 +190,26 @@ class RivalWriterEventStore(DjangoEventStore):
 
     racing = True
 
+    def races(self) -> bool:
+        return self.racing
+
     def append(self, stream_id, expected_version, events):
-        if self.racing and expected_version > 0:
+        if self.races() and expected_version > 0:
             rival = NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, timezone.now(), {"issued_by": "rival"})
             super().append(stream_id, expected_version, [rival])
         return super().append(stream_id, expected_version, events)
+
+
+def use_event_store(monkeypatch, store) -> None:
+    """Build the command side on `store` (until restore_event_store)."""
+    monkeypatch.setattr(bootstrap, "event_store", lambda: store)
+    bootstrap.account_repository.cache_clear()
+    bootstrap.command_bus.cache_clear()
+
+
+def restore_event_store() -> None:
+    bootstrap.account_repository.cache_clear()
+    bootstrap.command_bus.cache_clear()
 
 
 @pytest.fixture
@@ -202,12 +217,9 @@ def rival_writer(settings, monkeypatch):
     """Every command on an existing account loses its one attempt to a rival writer."""
     settings.TECHBANK_COMMAND_MAX_ATTEMPTS = 1
     store = RivalWriterEventStore()
-    monkeypatch.setattr(bootstrap, "event_store", lambda: store)
-    bootstrap.account_repository.cache_clear()
-    bootstrap.command_bus.cache_clear()
+    use_event_store(monkeypatch, store)
     yield store
-    bootstrap.account_repository.cache_clear()
-    bootstrap.command_bus.cache_clear()
+    restore_event_store()
 
 
 @pytest.mark.parametrize(
@@ -256,9 +268,7 @@ def test_a_request_slower_than_its_lease_keeps_its_key_so_a_retry_never_runs_it_
     monkeypatch.setattr(idempotency, "LEASE", timedelta(seconds=3))
     monkeypatch.setattr(idempotency, "WAIT_SECONDS", 0.5)
     store = FirstAppendHeldEventStore()
-    monkeypatch.setattr(bootstrap, "event_store", lambda: store)
-    bootstrap.account_repository.cache_clear()
-    bootstrap.command_bus.cache_clear()
+    use_event_store(monkeypatch, store)
     body = {"holder": "Slow", "account_type": "SAVINGS", "opening_balance": "5.00"}
     credentials = api._credentials
     first = []
@@ -283,10 +293,75 @@ def test_a_request_slower_than_its_lease_keeps_its_key_so_a_retry_never_runs_it_
     finally:
         store.released.set()
         slow.join(60)
-        bootstrap.account_repository.cache_clear()
-        bootstrap.command_bus.cache_clear()
+        restore_event_store()
     assert (retry.status_code, retry.json().get("code")) == (409, "idempotency_request_in_progress")
     assert [response.status_code for response in first] == [201]
     assert StoredEventRecord.objects.filter(event_type="AccountOpened").count() == 1
     again = send(api, "post", "/api/accounts/", body, "slow-open")
     assert (again.status_code, again.json()) == (201, first[0].json())
+
+
+class HeldRivalWriterEventStore(RivalWriterEventStore):
+    """Appends from the thread named `slow` wait until the test lets them go, then lose to a rival."""
+
+    def __init__(self, slow: str):
+        super().__init__()
+        self.slow = slow
+        self.entered, self.released = threading.Event(), threading.Event()
+
+    def races(self) -> bool:
+        return threading.current_thread().name == self.slow
+
+    def append(self, stream_id, expected_version, events):
+        if self.races():
+            self.entered.set()
+            assert self.released.wait(60), "the test never let the append go"
+        return super().append(stream_id, expected_version, events)
+
+
+def test_a_retry_waiting_for_a_request_that_ends_in_a_conflict_runs_the_command_itself(api, settings, monkeypatch):
+    from techbank_site.api import idempotency
+
+    account_id = open_account(api)
+    settings.TECHBANK_COMMAND_MAX_ATTEMPTS = 1
+    store = HeldRivalWriterEventStore(slow="first")
+    use_event_store(monkeypatch, store)
+    retry_waits = threading.Event()
+    real_wait_for = idempotency._wait_for
+
+    def wait_for(record):
+        retry_waits.set()
+        return real_wait_for(record)
+
+    monkeypatch.setattr(idempotency, "_wait_for", wait_for)
+    credentials = api._credentials
+    answers, failures = {}, []
+
+    def deposit():
+        client = APIClient()
+        client.credentials(**credentials)
+        try:
+            answers[threading.current_thread().name] = send(
+                client, "post", f"/api/accounts/{account_id}/deposits", {"amount": "10.00"}, "conflicted"
+            )
+        except BaseException as error:
+            failures.append(repr(error))
+        finally:
+            connection.close()
+
+    first, retry = threading.Thread(target=deposit, name="first"), threading.Thread(target=deposit, name="retry")
+    try:
+        first.start()
+        assert store.entered.wait(30)
+        retry.start()
+        assert retry_waits.wait(30)
+    finally:
+        store.released.set()
+        first.join(60)
+        retry.join(60)
+        restore_event_store()
+    assert not failures
+    assert answers["first"].json()["code"] == "concurrency_conflict"
+    assert answers["retry"].status_code == 200, answers["retry"].content
+    ours = StoredEventRecord.objects.filter(stream_id=account_id, metadata__issued_by="teller", event_type="FundsDeposited")
+    assert [e.data["amount"] for e in ours] == ["10.00"]
