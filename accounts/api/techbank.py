@@ -26,7 +26,8 @@ TECHBANK_ERROR_RESPONSES = {
     403: OpenApiResponse(MessageSerializer, "Lacks the permission"),
     404: OpenApiResponse(MessageSerializer, "Unknown account (ids are UUIDs)"),
     409: OpenApiResponse(
-        MessageSerializer, "Idempotency-Key reused for another request, or still in progress; or the account was too busy: retry"
+        MessageSerializer,
+        "Idempotency-Key reused for another request, or still in progress; or the account was too busy: retry",
     ),
     415: OpenApiResponse(MessageSerializer, "Body is not JSON"),
     429: OpenApiResponse(MessageSerializer, "Too many failed sign-ins from this address (Retry-After)"),

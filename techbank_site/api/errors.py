@@ -56,17 +56,23 @@ _DRF_CODES = {
 }
 
 
-# What a refusal says to a user who may not look accounts up: the rule, never the balance.
+# What a refusal says to a user who may not look accounts up: the rule, never the
+# balance. (The domain's messages may say more; a rule added later says only its code.)
 _REFUSALS_WITHOUT_ACCOUNT_STATE = {
     domain.InsufficientFunds: "Insufficient funds for this withdrawal",
     domain.BalanceLimitExceeded: f"This deposit would take the balance past {MAX_AMOUNT:,}",
+    domain.AccountAlreadyClosed: "This bank account is already closed",
+    domain.AccountIsClosed: "This bank account is closed: no deposits or withdrawals",
 }
 
 
 def _refusal_message(exc: domain.AccountRuleViolation, may_view_accounts: bool) -> str:
     if may_view_accounts:
         return str(exc)
-    return next((m for cls, m in _REFUSALS_WITHOUT_ACCOUNT_STATE.items() if isinstance(exc, cls)), str(exc))
+    return next(
+        (message for cls, message in _REFUSALS_WITHOUT_ACCOUNT_STATE.items() if isinstance(exc, cls)),
+        f"The bank's rules refuse this command on this account ({exc.code})",
+    )
 
 
 def describe(exc: Exception, *, may_view_accounts: bool = False) -> ApiError | None:
