@@ -230,6 +230,19 @@ TECHBANK_KAFKA_GROUP = os.environ.get("TECHBANK_KAFKA_GROUP", "techbank-projecti
 TECHBANK_PROJECTION_BATCH = int(os.environ.get("TECHBANK_PROJECTION_BATCH", "2000"))
 # How many events the relay sends to Kafka before marking them published.
 TECHBANK_RELAY_BATCH = int(os.environ.get("TECHBANK_RELAY_BATCH", "500"))
+# Django's cache holds the counts of failed token sign-ins (techbank_site/api/authentication.py):
+# in each process by default; with TECHBANK_CACHE_URL (redis://host:6379/1) in Redis, shared by
+# every process, so the limit holds for the whole site. Short timeouts: a slow Redis must not
+# hold sign-ins up (the throttle lets them through when its cache fails).
+if TECHBANK_CACHE_URL := os.environ.get("TECHBANK_CACHE_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": TECHBANK_CACHE_URL,
+            "KEY_PREFIX": "techbank",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
 # How long an API token is accepted after it was made (drf_create_token -r USER makes a new one).
 TECHBANK_TOKEN_TTL_HOURS = float(os.environ.get("TECHBANK_TOKEN_TTL_HOURS", "24"))
 # Failed token sign-ins allowed per client address: then 429 until the oldest leaves the period.

@@ -5,6 +5,7 @@ the API's side. While an address is throttled, every token it sends is refused
 without being looked up, the right one too: a guesser learns nothing, and the
 wait (Retry-After) is bounded by TECHBANK_FAILED_SIGN_IN_RATE's period.
 """
+import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -12,6 +13,8 @@ from django.utils import timezone
 from rest_framework.authentication import TokenAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+
+logger = logging.getLogger(__name__)
 
 
 def client_address(request) -> str:
@@ -34,12 +37,20 @@ class FailedSignInThrottle(SimpleRateThrottle):
     def is_throttled(self, request) -> bool:
         self.key = self.get_cache_key(request)
         self.now = self.timer()
-        self.history = [moment for moment in self.cache.get(self.key, []) if moment > self.now - self.duration]
+        try:
+            history = self.cache.get(self.key, [])
+        except Exception as error:  # the cache (Redis) is down: sign-ins go on, unthrottled, rather than all fail
+            logger.warning("failed sign-ins cannot be counted: %r", error)
+            history = []
+        self.history = [moment for moment in history if moment > self.now - self.duration]
         return len(self.history) >= self.num_requests
 
     def record_failure(self) -> None:
         self.history.insert(0, self.now)
-        self.cache.set(self.key, self.history, self.duration)
+        try:
+            self.cache.set(self.key, self.history, self.duration)
+        except Exception as error:
+            logger.warning("a failed sign-in cannot be counted: %r", error)
 
 
 def token_has_expired(token) -> bool:

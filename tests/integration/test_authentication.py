@@ -1,5 +1,7 @@
 """Signing in (README, "Authentication"): tokens expire, and failed sign-ins are throttled
 per client, on the API (by address) and on the admin's login form (by username and address)."""
+import os
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -9,10 +11,37 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from eventstore.models import StoredEventRecord
+from tests.servers.processes import free_port, unavailable
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROUTES = [("/api/accounts/", "code"), ("/api/v1/bankAccountLookup/", "message")]
+REDIS_URL = os.environ.get("TECHBANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def redis_cache(url: str, prefix: str) -> dict:
+    return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url,
+                        "KEY_PREFIX": prefix, "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}}}
+
+
+@pytest.fixture(params=["in-process", "redis"])
+def sign_in_cache(request, settings):
+    """Where failed sign-ins are counted: the default per-process cache, or a real Redis (TECHBANK_CACHE_URL)."""
+    if request.param == "in-process":
+        yield
+        return
+    import redis
+
+    server = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        server.ping()
+    except redis.RedisError as error:
+        unavailable(f"Redis not reachable at {REDIS_URL}: {error}")
+    prefix = f"techbank-test-{uuid.uuid4().hex[:8]}"
+    settings.CACHES = redis_cache(REDIS_URL, prefix)
+    yield
+    for key in server.scan_iter(f"{prefix}:*"):  # only ours: others share this database
+        server.delete(key)
 
 
 def client_from(address: str, token: str) -> APIClient:
@@ -60,7 +89,7 @@ def test_an_expired_token_cannot_move_money(api, teller, settings):
 
 @pytest.mark.parametrize("path, shape", ROUTES)
 def test_failed_token_sign_ins_from_one_address_are_throttled_with_429_for_that_address_only(
-    api, teller, settings, path, shape
+    api, teller, settings, sign_in_cache, path, shape
 ):
     settings.TECHBANK_FAILED_SIGN_IN_RATE = "3/min"
     good_key = Token.objects.get(user=teller).key
@@ -86,6 +115,14 @@ def test_an_address_behind_a_forwarding_proxy_header_is_not_believed_unless_conf
         client_from("10.0.0.66", "nope").get("/api/accounts/", HTTP_X_FORWARDED_FOR=f"192.0.2.{n}")
     response = client_from("10.0.0.66", "nope").get("/api/accounts/", HTTP_X_FORWARDED_FOR="192.0.2.99")
     assert response.status_code == 429
+
+
+def test_sign_ins_go_on_unthrottled_when_the_cache_that_counts_failures_is_down(api, teller, settings):
+    settings.TECHBANK_FAILED_SIGN_IN_RATE = "1/min"
+    settings.CACHES = redis_cache(f"redis://127.0.0.1:{free_port()}/0", "nobody-listens")
+    good_key = Token.objects.get(user=teller).key
+    assert [client_from("10.0.0.66", "nope").get("/api/accounts/").status_code for _ in range(3)] == [401] * 3
+    assert client_from("10.0.0.66", good_key).get("/api/accounts/").status_code == 200
 
 
 def test_successful_sign_ins_are_not_counted(api, teller, settings):
