@@ -93,6 +93,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "techbank_site.api.authentication.client_address"
 AXES_SENSITIVE_PARAMETERS = ["password"]
+AXES_VERBOSE = False  # no banner on every start; failures and lockouts are still logged
 
 ROOT_URLCONF = "techbank_site.urls"
 
