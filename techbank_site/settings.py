@@ -3,6 +3,7 @@ environment (see the README's configuration table); the defaults are the
 embedded stack: SQLite, in-process bus, no servers."""
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -56,6 +57,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "axes",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -73,7 +75,25 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out admin login into a 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# The admin's login form: django-axes refuses a username at an address after
+# TECHBANK_LOGIN_FAILURE_LIMIT failed logins in a row, for TECHBANK_LOGIN_COOLOFF_MINUTES
+# (429). Per username and address together, so nobody can lock a user out from
+# elsewhere, and one person's typos do not lock out their whole office.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("TECHBANK_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("TECHBANK_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "techbank_site.api.authentication.client_address"
+AXES_SENSITIVE_PARAMETERS = ["password"]
+AXES_VERBOSE = False  # no banner on every start; failures and lockouts are still logged
 
 ROOT_URLCONF = "techbank_site.urls"
 
@@ -166,9 +186,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes anonymous requests 401, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "techbank_site.api.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    # The client's address, for throttling failed sign-ins: REMOTE_ADDR, or behind our
+    # TLS proxy the address it forwards (a client's own X-Forwarded-For is never believed).
+    "NUM_PROXIES": 1 if env_flag("TECHBANK_BEHIND_TLS_PROXY") else 0,
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["techbank_site.api.parsers.DecimalJSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
@@ -208,6 +231,23 @@ TECHBANK_KAFKA_GROUP = os.environ.get("TECHBANK_KAFKA_GROUP", "techbank-projecti
 TECHBANK_PROJECTION_BATCH = int(os.environ.get("TECHBANK_PROJECTION_BATCH", "2000"))
 # How many events the relay sends to Kafka before marking them published.
 TECHBANK_RELAY_BATCH = int(os.environ.get("TECHBANK_RELAY_BATCH", "500"))
+# Django's cache holds the counts of failed token sign-ins (techbank_site/api/authentication.py):
+# in each process by default; with TECHBANK_CACHE_URL (redis://host:6379/1) in Redis, shared by
+# every process, so the limit holds for the whole site. Short timeouts: a slow Redis must not
+# hold sign-ins up (the throttle lets them through when its cache fails).
+if TECHBANK_CACHE_URL := os.environ.get("TECHBANK_CACHE_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": TECHBANK_CACHE_URL,
+            "KEY_PREFIX": "techbank",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+# How long an API token is accepted after it was made (drf_create_token -r USER makes a new one).
+TECHBANK_TOKEN_TTL_HOURS = float(os.environ.get("TECHBANK_TOKEN_TTL_HOURS", "24"))
+# Failed token sign-ins allowed per client address: then 429 until the oldest leaves the period.
+TECHBANK_FAILED_SIGN_IN_RATE = os.environ.get("TECHBANK_FAILED_SIGN_IN_RATE", "10/min")
 # How long an Idempotency-Key is remembered (per user).
 TECHBANK_IDEMPOTENCY_TTL_HOURS = float(os.environ.get("TECHBANK_IDEMPOTENCY_TTL_HOURS", "24"))
 # A snapshot of an account is stored once its stream has grown this many events

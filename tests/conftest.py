@@ -1,11 +1,20 @@
 import itertools
 
 import pytest
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from tests.staff import ALL_ACCOUNT_PERMISSIONS, grant, staff_group, token_client
 
 _usernames = (f"staff-{n}" for n in itertools.count(1))
+
+
+@pytest.fixture(autouse=True)
+def no_failed_sign_ins_remembered():
+    """Failed token sign-ins are counted per address in the cache, which outlives a test."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

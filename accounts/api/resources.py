@@ -9,7 +9,7 @@ from accounts.domain import commands
 from accounts.domain.bank_account import ACCOUNT_TYPES, BankAccount
 from techbank_site import bootstrap
 from techbank_site.api.idempotency import idempotent
-from techbank_site.api.permissions import CLOSE_ACCOUNT, MOVE_MONEY, OPEN_ACCOUNT, requires
+from techbank_site.api.permissions import CLOSE_ACCOUNT, MOVE_MONEY, OPEN_ACCOUNT, VIEW_ACCOUNTS, requires
 from techbank_site.api.fields import (
     HolderField,
     MoneyField,
@@ -17,7 +17,12 @@ from techbank_site.api.fields import (
     command_metadata,
     parse_account_id,
 )
-from techbank_site.api.schema import ERROR_RESPONSES, AccountDetailSerializer
+from techbank_site.api.schema import (
+    ERROR_RESPONSES,
+    AccountCommandAnswer,
+    AccountDetailSerializer,
+    AccountReceiptSerializer,
+)
 
 
 def account_detail(account: BankAccount) -> dict:
@@ -36,6 +41,13 @@ def account_detail(account: BankAccount) -> dict:
     ).data
 
 
+def command_answer(request, account: BankAccount, operation: str) -> dict:
+    """The account after the command, or only a receipt for a user who may not look accounts up."""
+    if request.user.has_perm(VIEW_ACCOUNTS):
+        return account_detail(account)
+    return AccountReceiptSerializer({"id": account.id, "operation": operation, "outcome": "completed"}).data
+
+
 class AmountSerializer(StrictInputSerializer):
     amount = MoneyField(help_text='A positive amount with at most 2 decimals, e.g. "125.00".')
 
@@ -52,7 +64,7 @@ class AccountOpenApi(APIView):
         tags=["accounts"],
         operation_id="accounts_open",
         request=OpenInputSerializer,
-        responses={201: AccountDetailSerializer, **ERROR_RESPONSES},
+        responses={201: AccountCommandAnswer, **ERROR_RESPONSES},
     )
     @idempotent
     def post(self, request):
@@ -62,51 +74,58 @@ class AccountOpenApi(APIView):
             commands.OpenAccount(**serializer.validated_data, metadata=command_metadata(request))
         )
         location = request.build_absolute_uri(reverse("account-detail", args=[account.id]))
-        return Response(account_detail(account), status=status.HTTP_201_CREATED, headers={"Location": location})
+        return Response(
+            command_answer(request, account, "open"), status=status.HTTP_201_CREATED, headers={"Location": location}
+        )
 
 
 class _AccountCommandApi(APIView):
-    def _handle(self, command) -> Response:
-        return Response(account_detail(bootstrap.command_bus().handle(command)))
+    operation: str
+
+    def _handle(self, request, command) -> Response:
+        return Response(command_answer(request, bootstrap.command_bus().handle(command), self.operation))
 
 
 class _MoneyMovementApi(_AccountCommandApi):
     permission_classes = requires(MOVE_MONEY)
     command_class: type[commands.DepositFunds] | type[commands.WithdrawFunds]
 
-    @extend_schema(tags=["accounts"], request=AmountSerializer, responses={200: AccountDetailSerializer, **ERROR_RESPONSES})
+    @extend_schema(tags=["accounts"], request=AmountSerializer, responses={200: AccountCommandAnswer, **ERROR_RESPONSES})
     @idempotent
     def post(self, request, account_id: str):
         serializer = AmountSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return self._handle(
+            request,
             self.command_class(
                 account_id=parse_account_id(account_id),
                 amount=serializer.validated_data["amount"],
                 metadata=command_metadata(request),
-            )
+            ),
         )
 
 
 class AccountDepositApi(_MoneyMovementApi):
-    """Deposit funds; answers with the account after the deposit."""
+    """Deposit funds; answers with the account after the deposit (to those who may look accounts up)."""
 
     command_class = commands.DepositFunds
+    operation = "deposit"
 
 
 class AccountWithdrawApi(_MoneyMovementApi):
-    """Withdraw funds; answers with the account after the withdrawal."""
+    """Withdraw funds; answers with the account after the withdrawal (to those who may look accounts up)."""
 
     command_class = commands.WithdrawFunds
+    operation = "withdrawal"
 
 
 class AccountCloseApi(_AccountCommandApi):
     permission_classes = requires(CLOSE_ACCOUNT)
+    operation = "close"
 
-    @extend_schema(tags=["accounts"], request=None, responses={200: AccountDetailSerializer, **ERROR_RESPONSES})
+    @extend_schema(tags=["accounts"], request=None, responses={200: AccountCommandAnswer, **ERROR_RESPONSES})
     @idempotent
     def post(self, request, account_id: str):
         """Close the account; no money moves in or out afterwards."""
-        return self._handle(
-            commands.CloseAccount(account_id=parse_account_id(account_id), metadata=command_metadata(request))
-        )
+        command = commands.CloseAccount(account_id=parse_account_id(account_id), metadata=command_metadata(request))
+        return self._handle(request, command)

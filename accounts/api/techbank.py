@@ -25,8 +25,12 @@ TECHBANK_ERROR_RESPONSES = {
     401: OpenApiResponse(MessageSerializer, "Not authenticated"),
     403: OpenApiResponse(MessageSerializer, "Lacks the permission"),
     404: OpenApiResponse(MessageSerializer, "Unknown account (ids are UUIDs)"),
-    409: OpenApiResponse(MessageSerializer, "Idempotency-Key reused for another request, or still in progress"),
+    409: OpenApiResponse(
+        MessageSerializer,
+        "Idempotency-Key reused for another request, or still in progress; or the account was too busy: retry",
+    ),
     415: OpenApiResponse(MessageSerializer, "Body is not JSON"),
+    429: OpenApiResponse(MessageSerializer, "Too many failed sign-ins from this address (Retry-After)"),
 }
 
 

@@ -1,4 +1,5 @@
 """The BankAccount aggregate: it decides, by the bank's rules, and records events."""
+import unicodedata
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Iterable
@@ -34,6 +35,12 @@ def clean_holder(holder: object) -> str:
         raise errors.InvalidHolder("holder", "must not contain control characters")
     if any(0xD800 <= ord(c) <= 0xDFFF for c in holder):
         raise errors.InvalidHolder("holder", "must be valid Unicode text (it contains a lone surrogate)")
+    # Bidirectional overrides and zero-width characters make a name display as
+    # another (in the admin) and dodge exact lookups.
+    if any(unicodedata.category(c) == "Cf" for c in holder):
+        raise errors.InvalidHolder(
+            "holder", "must not contain invisible format characters (bidirectional controls, zero-width characters)"
+        )
     return holder
 
 

@@ -12,7 +12,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 from accounts.domain import errors as domain
+from accounts.domain.money import MAX_AMOUNT
 from eventstore.store import ConcurrencyConflict
+from techbank_site.api.permissions import VIEW_ACCOUNTS
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +56,36 @@ _DRF_CODES = {
 }
 
 
-def describe(exc: Exception) -> ApiError | None:
-    """The client-facing description of `exc`, or None if it is a bug (a 500)."""
+# What a refusal says to a user who may not look accounts up: the rule, never the
+# balance. (The domain's messages may say more; a rule added later says only its code.)
+_REFUSALS_WITHOUT_ACCOUNT_STATE = {
+    domain.InsufficientFunds: "Insufficient funds for this withdrawal",
+    domain.BalanceLimitExceeded: f"This deposit would take the balance past {MAX_AMOUNT:,}",
+    domain.AccountAlreadyClosed: "This bank account is already closed",
+    domain.AccountIsClosed: "This bank account is closed: no deposits or withdrawals",
+}
+
+
+def _refusal_message(exc: domain.AccountRuleViolation, may_view_accounts: bool) -> str:
+    if may_view_accounts:
+        return str(exc)
+    return next(
+        (message for cls, message in _REFUSALS_WITHOUT_ACCOUNT_STATE.items() if isinstance(exc, cls)),
+        f"The bank's rules refuse this command on this account ({exc.code})",
+    )
+
+
+def describe(exc: Exception, *, may_view_accounts: bool = False) -> ApiError | None:
+    """The client-facing description of `exc`, or None if it is a bug (a 500).
+
+    Refusals tell the account's balance only if `may_view_accounts`.
+    """
     if isinstance(exc, domain.InvalidCommand):
         return ApiError(400, exc.code, f"Invalid input: {exc}", {exc.field: [exc.problem]})
     if isinstance(exc, domain.AccountNotFound):
         return ApiError(404, exc.code, str(exc))
     if isinstance(exc, domain.AccountRuleViolation):
-        return ApiError(409, exc.code, str(exc))
+        return ApiError(409, exc.code, _refusal_message(exc, may_view_accounts))
     if isinstance(exc, ConcurrencyConflict):
         return ApiError(409, exc.code, "The account is busy with other changes; please retry the request")
     if isinstance(exc, Http404):
@@ -103,9 +127,15 @@ def _with_auth_header(exc, context):
             exc.auth_header = authenticators[0].authenticate_header(request)
 
 
+def _may_view_accounts(exc, context) -> bool:
+    # Asked only of refusals: other errors (a database down, a bad token) must not touch the user.
+    request = context.get("request")
+    return isinstance(exc, domain.AccountRuleViolation) and bool(request and request.user.has_perm(VIEW_ACCOUNTS))
+
+
 def resource_exception_handler(exc, context):
     _with_auth_header(exc, context)
-    error = describe(exc)
+    error = describe(exc, may_view_accounts=_may_view_accounts(exc, context))
     if error is None:
         return None
     body = {"code": error.code, "message": error.message}
@@ -115,12 +145,15 @@ def resource_exception_handler(exc, context):
 
 
 def techbank_exception_handler(exc, context):
-    """The techbank API answers rule violations with 400 and a bare message."""
+    """The techbank API answers rule violations with 400 and a bare message.
+
+    A lost race stays a 409: it is no refusal, the same request may pass on retry.
+    """
     _with_auth_header(exc, context)
-    error = describe(exc)
+    error = describe(exc, may_view_accounts=_may_view_accounts(exc, context))
     if error is None:
         return None
-    refused = isinstance(exc, (domain.AccountRuleViolation, ConcurrencyConflict))
+    refused = isinstance(exc, domain.AccountRuleViolation)
     code = status.HTTP_400_BAD_REQUEST if refused else error.status
     return Response({"message": error.message}, status=code, headers=_headers(exc))
 

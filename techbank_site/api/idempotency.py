@@ -7,14 +7,19 @@ it. If the process died mid-request, its claim lapses and a retry runs the
 command again: the events carry the key, so the command finds its own earlier
 effect in the account's stream and does not repeat it (accounts.service_layer.handlers).
 The same key with a different request is refused: 409 idempotency_key_reuse.
+Answers that say "retry" (a lost race, a key still in use, a 5xx) are not
+kept: the key is freed, so a retry with it runs the request.
 """
+import contextlib
 import functools
 import hashlib
+import logging
+import threading
 import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -22,11 +27,16 @@ from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 
 from accounts.models import IdempotencyRecord
+from eventstore.store import ConcurrencyConflict
 from techbank_site.api.schema import ErrorSerializer
+
+logger = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
-# How long a request may hold its key before a retry may take over (it died).
+# How long a request holds its key without renewing it; a retry may take over
+# a claim whose lease lapsed (its process died). A live request renews it
+# every third of LEASE, however long it runs.
 LEASE = timedelta(seconds=30)
 # How long a retry waits for the first request under its key to finish.
 WAIT_SECONDS = 10
@@ -51,6 +61,10 @@ class IdempotentRequestInProgress(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "idempotency_request_in_progress"
     default_detail = "The first request with this Idempotency-Key is still being processed; retry shortly."
+
+
+# Answers that tell the client to retry: a retry with the same key must run the request again.
+TRANSIENT_ERRORS = (ConcurrencyConflict, IdempotentRequestInProgress, OperationalError, InterfaceError)
 
 
 def _fingerprint(request) -> str:
@@ -108,14 +122,62 @@ def _replay(record: IdempotencyRecord) -> Response:
     return response
 
 
-def _wait_for(record: IdempotencyRecord) -> IdempotencyRecord:
+def _wait_for(record: IdempotencyRecord) -> IdempotencyRecord | None:
+    """The record once its request is done, lapsed, or WAIT_SECONDS passed; None if it was freed."""
     deadline = time.monotonic() + WAIT_SECONDS
     while record.status == IdempotencyRecord.Status.IN_PROGRESS and time.monotonic() < deadline:
         if record.locked_until < timezone.now():
             return record
         time.sleep(0.05)
-        record.refresh_from_db()
+        try:
+            record.refresh_from_db()
+        except IdempotencyRecord.DoesNotExist:
+            return None  # its request gave a transient answer and freed the key
     return record
+
+
+def _renew_lease(record_pk: int, stop: threading.Event) -> None:
+    try:
+        while not stop.wait(LEASE.total_seconds() / 3):
+            try:
+                IdempotencyRecord.objects.filter(pk=record_pk, status=IdempotencyRecord.Status.IN_PROGRESS).update(
+                    locked_until=timezone.now() + LEASE
+                )
+            except DatabaseError as error:  # the next round tries again; the request goes on
+                logger.warning("could not renew the Idempotency-Key lease of record %s: %s", record_pk, error)
+    finally:
+        connection.close()  # this thread's own connection
+
+
+@contextlib.contextmanager
+def _lease_renewed(record: IdempotencyRecord):
+    """Keeps renewing the claim on the key while the request runs, so no retry takes over a live request."""
+    stop = threading.Event()
+    renewer = threading.Thread(target=_renew_lease, args=(record.pk, stop), name=f"lease-{record.pk}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
+
+
+def _holding_the_key(request, key: str, fingerprint: str) -> IdempotencyRecord | Response:
+    """Claims the key for this request, or answers it: the first answer again, or a 409."""
+    while True:
+        record, claimed = _claim(request.user, key, fingerprint)
+        if claimed:
+            return record
+        if record.request_fingerprint != fingerprint:
+            raise IdempotencyKeyReuse()
+        record = _wait_for(record)
+        if record is None:
+            continue  # freed meanwhile: claim it
+        if record.status == IdempotencyRecord.Status.DONE:
+            return _replay(record)
+        if _take_over_if_lapsed(record):
+            return record
+        raise IdempotentRequestInProgress()
 
 
 def idempotent(view_method):
@@ -128,25 +190,23 @@ def idempotent(view_method):
             return view_method(self, request, *args, **kwargs)
         key = _clean_key(raw_key)
         fingerprint = _fingerprint(request)  # reads the raw body before DRF parses it
-        record, claimed = _claim(request.user, key, fingerprint)
-        if not claimed:
-            if record.request_fingerprint != fingerprint:
-                raise IdempotencyKeyReuse()
-            record = _wait_for(record)
-            if record.status == IdempotencyRecord.Status.DONE:
-                return _replay(record)
-            if not _take_over_if_lapsed(record):
-                raise IdempotentRequestInProgress()
+        held = _holding_the_key(request, key, fingerprint)
+        if isinstance(held, Response):
+            return held
+        record = held
         try:
-            try:
-                response = view_method(self, request, *args, **kwargs)
-            except Exception as exc:
-                response = self.handle_exception(exc)  # the documented error answer; re-raised if a bug
+            with _lease_renewed(record):
+                try:
+                    response = view_method(self, request, *args, **kwargs)
+                    transient = False
+                except Exception as exc:
+                    response = self.handle_exception(exc)  # the documented error answer; re-raised if a bug
+                    transient = isinstance(exc, TRANSIENT_ERRORS)
         except BaseException:
             record.delete()  # a bug is not an answer: let a retry run again
             raise
-        if response.status_code >= 500:
-            record.delete()  # a server error is not an answer: let a retry run again
+        if transient or response.status_code >= 500:
+            record.delete()  # "retry" is not a final answer: let the retry run again
             return response
         record.status = IdempotencyRecord.Status.DONE
         record.response_status = response.status_code

@@ -1,5 +1,5 @@
 """Serializers both apps' resource views share: the account's shape and the error shape."""
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer
 from rest_framework import serializers
 
 from techbank_site.api.fields import MoneyField
@@ -14,6 +14,22 @@ class AccountDetailSerializer(serializers.Serializer):
     version = serializers.IntegerField(help_text="Version of the last event applied.")
     opened_at = serializers.DateTimeField()
     closed_at = serializers.DateTimeField(allow_null=True)
+
+
+class AccountReceiptSerializer(serializers.Serializer):
+    """A command's answer to a user who may not look accounts up: nothing of the account's state."""
+
+    id = serializers.UUIDField(help_text="The account's id.")
+    operation = serializers.ChoiceField(choices=["open", "deposit", "withdrawal", "close"])
+    outcome = serializers.ChoiceField(choices=["completed"])
+
+
+# The account after the command, to users with projections.view_accountsummary; a receipt to others.
+AccountCommandAnswer = PolymorphicProxySerializer(
+    component_name="AccountCommandAnswer",
+    serializers=[AccountDetailSerializer, AccountReceiptSerializer],
+    resource_type_field_name=None,
+)
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -36,4 +52,5 @@ ERROR_RESPONSES = {
     404: OpenApiResponse(ErrorSerializer, "Unknown account"),
     409: OpenApiResponse(ErrorSerializer, "Refused by a rule or a conflict"),
     415: OpenApiResponse(ErrorSerializer, "Body is not JSON"),
+    429: OpenApiResponse(ErrorSerializer, "Too many failed sign-ins from this address (Retry-After)"),
 }

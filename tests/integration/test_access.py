@@ -190,3 +190,52 @@ def test_a_fresh_database_gets_the_three_staff_groups(tmp_path):
     assert groups == {
         name: sorted([*permissions, *browse, *dead_letters.get(name, [])]) for name, permissions in GROUP_PERMISSIONS.items()
     }
+
+
+# What a command answer could tell about an account beyond its id.
+ACCOUNT_STATE = {"holder", "account_type", "balance", "status", "version", "opened_at", "closed_at"}
+COMMAND_ROUTES = sorted(
+    (method, route)
+    for (method, route), (permission, _) in ACCESS.items()
+    if permission in (OPEN_ACCOUNT, MOVE_MONEY, CLOSE_ACCOUNT)
+)
+
+
+@pytest.mark.parametrize("method, route", COMMAND_ROUTES)
+def test_a_user_who_may_act_but_not_look_up_accounts_gets_answers_without_account_state(api_as, account, method, route):
+    permission, _ = ACCESS[(method, route)]
+    response = call(api_as(permission), method, route, account)
+    assert 200 <= response.status_code < 300, response.content
+    body = response.json()
+    assert not ACCOUNT_STATE & set(body), body
+    assert not re.search(r"\d\.\d\d", response.content.decode()), body  # no amount, no balance
+    if route.startswith("api/accounts/"):
+        assert set(body) == {"id", "operation", "outcome"} and body["outcome"] == "completed"
+
+
+@pytest.mark.parametrize("method, route", [r for r in COMMAND_ROUTES if r[1].startswith("api/accounts/")])
+def test_a_user_who_may_also_look_up_accounts_gets_the_account_after_the_command(api_as, account, method, route):
+    permission, _ = ACCESS[(method, route)]
+    response = call(api_as(permission, VIEW_ACCOUNTS), method, route, account)
+    assert 200 <= response.status_code < 300, response.content
+    assert ACCOUNT_STATE <= set(response.json())
+
+
+REFUSED_MOVEMENTS = [
+    ("post", "/api/accounts/{}/withdrawals", {"amount": "500.00"}, 409),
+    ("put", "/api/v1/withdrawFunds/{}", {"amount": 500}, 400),
+    ("post", "/api/accounts/{}/deposits", {"amount": "9999999999999.99"}, 409),
+    ("put", "/api/v1/depositFunds/{}", {"amount": 9999999999999.99}, 400),
+]
+
+
+@pytest.mark.parametrize("method, path, body, status", REFUSED_MOVEMENTS)
+def test_a_refusal_tells_the_balance_only_to_those_who_may_look_up_accounts(api, api_as, method, path, body, status):
+    opened = api.post("/api/accounts/", {"holder": "Ada", "account_type": "SAVINGS", "opening_balance": "123.45"}, format="json")
+    account_path = path.format(opened.json()["id"])
+    teller_only = getattr(api_as(MOVE_MONEY), method)(account_path, body, format="json")
+    assert teller_only.status_code == status, teller_only.content
+    assert teller_only.json()["message"].strip()
+    assert "123.45" not in teller_only.content.decode()
+    viewer = getattr(api_as(MOVE_MONEY, VIEW_ACCOUNTS), method)(account_path, body, format="json")
+    assert (viewer.status_code, "123.45" in viewer.json()["message"]) == (status, True)

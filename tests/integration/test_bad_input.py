@@ -107,6 +107,13 @@ HOLDERS = [
     ('"\\u0007"', INVALID),
     ('"A\\u0085B"', INVALID),  # a C1 control character
     ('"\\ud800"', INVALID),  # an unpaired surrogate: not text, and no database can store it
+    # Unicode format characters (Cf): spoofing in the admin, dodging exact lookups.
+    ('"Ada\\u202eecalevoL"', INVALID),  # right-to-left override
+    ('"A\\u2066B\\u2069"', INVALID),  # left-to-right isolate
+    ('"Ada\\u200bLovelace"', INVALID),  # zero-width space
+    ('"Ada\\u200dLovelace"', INVALID),  # zero-width joiner
+    ('"\\ufeffAda"', INVALID),  # byte order mark
+    ('"Ada\\u00adLovelace"', INVALID),  # soft hyphen
     ("123", INVALID),
     ("null", INVALID),
 ]
@@ -169,6 +176,10 @@ def body_cases(endpoint: BodyEndpoint) -> list[Case]:
         case("a body that is not UTF-8", MALFORMED, valid[:-1] + b', "x": "\xff\xfe"}'),
         case("an unpaired surrogate in a field's name", INVALID, valid[:-1] + b', "\\udc00": 1}', field="\udc00"),
         case("JSON nested 100,000 deep", MALFORMED, b"[" * 100_000 + b"]" * 100_000),
+        # A gateway or a reviewer reading the first of two keys sees another request than the one run.
+        *[case(f"{name} given twice", MALFORMED, valid[:-1] + b", " + json.dumps({name: value}).encode()[1:]) for name, value in endpoint.valid.items()],
+        *[case(f"{name} given twice, the last larger", MALFORMED, valid[:-1] + b', "' + name.encode() + b'": 99999.00}') for name in endpoint.money],
+        case("a key given twice in a nested object", MALFORMED, valid[:-1] + b', "note": {"a": 1, "a": 2}}'),
         case("a form-encoded body", UNSUPPORTED, b"amount=10", "application/x-www-form-urlencoded"),
         case("a multipart body", UNSUPPORTED, b"--x\r\n\r\n--x--\r\n", "multipart/form-data; boundary=x"),
         case("JSON sent as text/plain", UNSUPPORTED, valid, "text/plain"),

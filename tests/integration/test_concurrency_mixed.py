@@ -30,7 +30,7 @@ CLIENTS = 60
 SEED = 2026
 OPENING_BALANCE = Decimal("100.00")
 # The resource API refuses with 409 and a code; the techbank API, as techbank
-# did, with 400 and a bare message.
+# did, with 400 and a bare message, but a lost race (retry it) with 409 on both.
 RESOURCE_REFUSALS = {"insufficient_funds", "concurrency_conflict"}
 TECHBANK_INSUFFICIENT_FUNDS = "Insufficient funds:"
 TECHBANK_CONFLICT = "The account is busy with other changes; please retry the request"
@@ -61,7 +61,7 @@ class Outcome:
             message = self.body.get("message", "")
             if self.status == 400 and message.startswith(TECHBANK_INSUFFICIENT_FUNDS):
                 return "insufficient_funds"
-            if self.status == 400 and message == TECHBANK_CONFLICT:
+            if self.status == 409 and message == TECHBANK_CONFLICT:
                 return "concurrency_conflict"
             return None
         if self.status == 409 and self.body.get("code") in RESOURCE_REFUSALS:

@@ -1,5 +1,7 @@
 """Retries are safe: Idempotency-Key on every write endpoint of both APIs."""
 import threading
+import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -8,8 +10,11 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import IdempotencyRecord
+from eventstore.backends.django_orm import DjangoEventStore
 from eventstore.models import StoredEventRecord
+from eventstore.store import NewEvent
 from projections.models import AccountSummary
+from techbank_site import bootstrap
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -99,15 +104,17 @@ def test_concurrent_retries_in_flight_have_one_effect_and_one_answer(api):
     account_id = open_account(api)
     credentials = api._credentials
     barrier = threading.Barrier(8)
-    answers = []
+    answers, failures = [], []
 
     def deposit():
         client = APIClient()
         client.credentials(**credentials)
         try:
-            barrier.wait()
+            barrier.wait(timeout=60)
             response = send(client, "post", f"/api/accounts/{account_id}/deposits", {"amount": "10.00"}, "in-flight")
             answers.append((response.status_code, response.json()))
+        except BaseException as error:  # a thread that raised must fail the test, not drop out with a warning
+            failures.append(repr(error))
         finally:
             connection.close()
 
@@ -115,7 +122,9 @@ def test_concurrent_retries_in_flight_have_one_effect_and_one_answer(api):
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(120)
+    assert not failures
+    assert len(answers) == 8, answers  # every thread answered
     assert len({str(a) for a in answers}) == 1 and answers[0][0] == 200
     assert AccountSummary.objects.get(id=account_id).balance == 110
 
@@ -172,3 +181,187 @@ def test_keys_older_than_their_time_to_live_are_forgotten(api, settings):
     send(api, "post", f"/api/accounts/{account_id}/deposits", {"amount": "1.00"}, "old-key")
     IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(hours=settings.TECHBANK_IDEMPOTENCY_TTL_HOURS + 1))
     assert purge_expired_records() == 1 and not IdempotencyRecord.objects.exists()
+
+
+class RivalWriterEventStore(DjangoEventStore):
+    """The real SQL store, where another writer stores a deposit on the stream just
+    before each of our appends while `racing`: every append loses the race (a real
+    conflict on the store's unique version key)."""
+
+    racing = True
+
+    def races(self) -> bool:
+        return self.racing
+
+    def append(self, stream_id, expected_version, events):
+        if self.races() and expected_version > 0:
+            rival = NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, timezone.now(), {"issued_by": "rival"})
+            super().append(stream_id, expected_version, [rival])
+        return super().append(stream_id, expected_version, events)
+
+
+def use_event_store(monkeypatch, store) -> None:
+    """Build the command side on `store` (until restore_event_store)."""
+    monkeypatch.setattr(bootstrap, "event_store", lambda: store)
+    bootstrap.account_repository.cache_clear()
+    bootstrap.command_bus.cache_clear()
+
+
+def restore_event_store() -> None:
+    bootstrap.account_repository.cache_clear()
+    bootstrap.command_bus.cache_clear()
+
+
+@pytest.fixture
+def rival_writer(settings, monkeypatch):
+    """Every command on an existing account loses its one attempt to a rival writer."""
+    settings.TECHBANK_COMMAND_MAX_ATTEMPTS = 1
+    store = RivalWriterEventStore()
+    use_event_store(monkeypatch, store)
+    yield store
+    restore_event_store()
+
+
+@pytest.mark.parametrize(
+    "method, route, body, refusal",
+    [
+        ("post", "/api/accounts/{}/deposits", {"amount": "10.00"}, 409),
+        ("put", "/api/v1/depositFunds/{}", {"amount": 10}, 409),
+    ],
+)
+def test_a_concurrency_conflict_is_not_kept_so_a_retry_with_the_same_key_deposits(
+    api, rival_writer, method, route, body, refusal
+):
+    account_id = open_account(api)
+    path = route.format(account_id)
+    conflict = send(api, method, path, body, "busy-account")
+    assert conflict.status_code == refusal, conflict.content
+    assert "retry" in conflict.json()["message"]
+    if path.startswith("/api/accounts/"):
+        assert conflict.json()["code"] == "concurrency_conflict"
+    rival_writer.racing = False
+    retry = send(api, method, path, body, "busy-account")
+    assert retry.status_code == 200, retry.content
+    assert "Idempotent-Replayed" not in retry.headers
+    ours = StoredEventRecord.objects.filter(stream_id=account_id, metadata__issued_by="teller", event_type="FundsDeposited")
+    assert [e.data["amount"] for e in ours] == ["10.00"]
+
+
+class FirstAppendHeldEventStore(DjangoEventStore):
+    """The real SQL store, whose first append waits until the test lets it go: a slow request."""
+
+    def __init__(self):
+        super().__init__()
+        self.entered, self.released = threading.Event(), threading.Event()
+        self._first = threading.Lock()
+
+    def append(self, stream_id, expected_version, events):
+        if self._first.acquire(blocking=False):
+            self.entered.set()
+            assert self.released.wait(60), "the test never let the first append go"
+        return super().append(stream_id, expected_version, events)
+
+
+def test_a_request_slower_than_its_lease_keeps_its_key_so_a_retry_never_runs_it_twice(api, monkeypatch):
+    from techbank_site.api import idempotency
+
+    monkeypatch.setattr(idempotency, "LEASE", timedelta(seconds=3))
+    monkeypatch.setattr(idempotency, "WAIT_SECONDS", 0.5)
+    store = FirstAppendHeldEventStore()
+    use_event_store(monkeypatch, store)
+    body = {"holder": "Slow", "account_type": "SAVINGS", "opening_balance": "5.00"}
+    credentials = api._credentials
+    first = []
+
+    def open_slowly():
+        client = APIClient()
+        client.credentials(**credentials)
+        try:
+            first.append(send(client, "post", "/api/accounts/", body, "slow-open"))
+        finally:
+            connection.close()
+
+    slow = threading.Thread(target=open_slowly)
+    slow.start()
+    try:
+        assert store.entered.wait(30)
+        first_lease_end = IdempotencyRecord.objects.get(key="slow-open").locked_until
+        deadline = time.monotonic() + 30
+        while timezone.now() <= first_lease_end and time.monotonic() < deadline:  # until the first lease has run out
+            time.sleep(0.05)
+        retry = send(api, "post", "/api/accounts/", body, "slow-open")
+    finally:
+        store.released.set()
+        slow.join(60)
+        restore_event_store()
+    assert (retry.status_code, retry.json().get("code")) == (409, "idempotency_request_in_progress")
+    assert [response.status_code for response in first] == [201]
+    assert StoredEventRecord.objects.filter(event_type="AccountOpened").count() == 1
+    again = send(api, "post", "/api/accounts/", body, "slow-open")
+    assert (again.status_code, again.json()) == (201, first[0].json())
+
+
+class HeldRivalWriterEventStore(RivalWriterEventStore):
+    """Appends from the thread named `slow` wait until the test lets them go, then lose to a rival."""
+
+    def __init__(self, slow: str):
+        super().__init__()
+        self.slow = slow
+        self.entered, self.released = threading.Event(), threading.Event()
+
+    def races(self) -> bool:
+        return threading.current_thread().name == self.slow
+
+    def append(self, stream_id, expected_version, events):
+        if self.races():
+            self.entered.set()
+            assert self.released.wait(60), "the test never let the append go"
+        return super().append(stream_id, expected_version, events)
+
+
+def test_a_retry_waiting_for_a_request_that_ends_in_a_conflict_runs_the_command_itself(api, settings, monkeypatch):
+    from techbank_site.api import idempotency
+
+    account_id = open_account(api)
+    settings.TECHBANK_COMMAND_MAX_ATTEMPTS = 1
+    store = HeldRivalWriterEventStore(slow="first")
+    use_event_store(monkeypatch, store)
+    retry_waits = threading.Event()
+    real_wait_for = idempotency._wait_for
+
+    def wait_for(record):
+        retry_waits.set()
+        return real_wait_for(record)
+
+    monkeypatch.setattr(idempotency, "_wait_for", wait_for)
+    credentials = api._credentials
+    answers, failures = {}, []
+
+    def deposit():
+        client = APIClient()
+        client.credentials(**credentials)
+        try:
+            answers[threading.current_thread().name] = send(
+                client, "post", f"/api/accounts/{account_id}/deposits", {"amount": "10.00"}, "conflicted"
+            )
+        except BaseException as error:
+            failures.append(repr(error))
+        finally:
+            connection.close()
+
+    first, retry = threading.Thread(target=deposit, name="first"), threading.Thread(target=deposit, name="retry")
+    try:
+        first.start()
+        assert store.entered.wait(30)
+        retry.start()
+        assert retry_waits.wait(30)
+    finally:
+        store.released.set()
+        first.join(60)
+        retry.join(60)
+        restore_event_store()
+    assert not failures
+    assert answers["first"].json()["code"] == "concurrency_conflict"
+    assert answers["retry"].status_code == 200, answers["retry"].content
+    ours = StoredEventRecord.objects.filter(stream_id=account_id, metadata__issued_by="teller", event_type="FundsDeposited")
+    assert [e.data["amount"] for e in ours] == ["10.00"]

@@ -44,6 +44,9 @@ def test_the_holder_is_trimmed():
         ("Ada\nL", "control"),
         ("A\x85da", "control"),
         ("a\ud800b", "surrogate"),
+        ("Ada\u202eecalevoL", "format"),  # right-to-left override
+        ("Ada\u200bLovelace", "format"),  # zero-width space
+        ("\ufeffAda", "format"),  # byte order mark
         (42, "string"),
     ],
 )

@@ -4,6 +4,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from rest_framework.authtoken.models import Token
 
+from techbank_site.api.authentication import token_has_expired
+
 
 class Command(BaseCommand):
     help = (
@@ -23,6 +25,9 @@ class Command(BaseCommand):
         user.is_superuser = True
         user.save()
         token, _ = Token.objects.get_or_create(user=user)
+        if token_has_expired(token):  # tokens last TECHBANK_TOKEN_TTL_HOURS: print one that works
+            token.delete()
+            token = Token.objects.create(user=user)
         self.stdout.write(
             "\n".join(
                 [
