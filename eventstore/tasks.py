@@ -20,12 +20,13 @@ logger = logging.getLogger(__name__)
 @shared_task(ignore_result=True)
 def relay_outbox_task() -> int:
     """Relay the whole outbox once, unless another relay holds the lock (then return 0 at once)."""
-    lock = bootstrap.relay_lock()
+    transport = bootstrap.event_transport()
+    lock = bootstrap.relay_lock(transport)
     try:
         with holding(lock):
             return relay_outbox(
                 event_store=bootstrap.event_store(),
-                transport=bootstrap.event_transport(),
+                transport=transport,
                 lock=lock,
                 batch_size=settings.TECHBANK_RELAY_BATCH,
             )

@@ -117,17 +117,27 @@ def command_bus() -> CommandBus:
     )
 
 
-def relay_lock():
+def relay_lock(transport: EventTransport):
     """One relay at a time across all workers, so the outbox goes out in order.
 
-    Short-lived: the relay renews it while it runs, and confirms it before each batch
-    (eventstore.relay), so a relay that dies holding it (a killed worker) holds the next
-    one up for seconds, not minutes. Not thread-local: the renewing thread must be able to extend it.
+    The relay renews it while it runs and confirms it before each batch
+    (eventstore.relay); its timeout (TECHBANK_RELAY_LOCK_SECONDS) outlasts the
+    longest send of `transport`, so a batch sent after a confirmation has gone
+    out (or failed) before anyone else can take the lock, even if the lock's
+    server is out of reach meanwhile. A relay that dies holding it holds the
+    next one up for that long at most. Not thread-local: the renewing thread must be able to extend it.
     """
     import redis
 
+    timeout = settings.TECHBANK_RELAY_LOCK_SECONDS
+    longest_send = transport.longest_send_seconds()
+    if timeout <= longest_send:
+        raise ImproperlyConfigured(
+            f"TECHBANK_RELAY_LOCK_SECONDS={timeout:g} must be longer than the longest send to Kafka "
+            f"({longest_send:g} s), or a relay could still be sending when the next one takes over"
+        )
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=2, socket_timeout=5)
-    return client.lock(f"techbank:relay-outbox:{settings.TECHBANK_KAFKA_TOPIC}", timeout=10, thread_local=False)
+    return client.lock(f"techbank:relay-outbox:{settings.TECHBANK_KAFKA_TOPIC}", timeout=timeout, thread_local=False)
 
 
 @_built_once

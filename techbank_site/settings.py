@@ -231,6 +231,8 @@ TECHBANK_KAFKA_GROUP = os.environ.get("TECHBANK_KAFKA_GROUP", "techbank-projecti
 TECHBANK_PROJECTION_BATCH = int(os.environ.get("TECHBANK_PROJECTION_BATCH", "2000"))
 # How many events the relay sends to Kafka before marking them published.
 TECHBANK_RELAY_BATCH = int(os.environ.get("TECHBANK_RELAY_BATCH", "500"))
+# How long the relay lock outlives its holder's last renewal; longer than the longest send to Kafka (42 s).
+TECHBANK_RELAY_LOCK_SECONDS = float(os.environ.get("TECHBANK_RELAY_LOCK_SECONDS", "45"))
 # Django's cache holds the counts of failed token sign-ins (techbank_site/api/authentication.py):
 # in each process by default; with TECHBANK_CACHE_URL (redis://host:6379/1) in Redis, shared by
 # every process, so the limit holds for the whole site. Short timeouts: a slow Redis must not

@@ -58,5 +58,13 @@ class EventTransport(abc.ABC):
     def subscribe(self, group_id: str, *, member_id: str | None = None) -> EventSubscription:
         """Join consumer group `group_id` (member_id: a stable identity for static membership)."""
 
+    def longest_send_seconds(self) -> float:
+        """How long one send() can take at the most, connecting included, before it returns or raises.
+
+        The relay's lock must outlast it (techbank_site/bootstrap.relay_lock): a relay that
+        confirmed its lock before a batch then still holds it when that batch has gone out.
+        """
+        return 0.0
+
     def close(self) -> None:
         """Release connections."""

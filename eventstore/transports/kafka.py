@@ -101,6 +101,19 @@ class KafkaTransport(EventTransport):
                     f"on {self.topic!r}: {error}"
                 ) from error
 
+    def longest_send_seconds(self) -> float:
+        """Connecting (creating the topic, then the producer), waiting for metadata, then delivery with its grace."""
+        producer = self._config(KafkaProducer, PRODUCER_DEFAULTS)
+        admin = self._config(KafkaAdminClient, ADMIN_DEFAULTS)
+        milliseconds = (
+            admin["bootstrap_timeout_ms"]
+            + admin.get("request_timeout_ms", KafkaAdminClient.DEFAULT_CONFIG["request_timeout_ms"])
+            + producer["bootstrap_timeout_ms"]
+            + producer["max_block_ms"]
+            + producer["delivery_timeout_ms"]
+        )
+        return milliseconds / 1000 + SEND_GRACE_SECONDS
+
     def subscribe(self, group_id: str, *, member_id: str | None = None) -> EventSubscription:
         # A consumer that starts before the relay's first send would otherwise subscribe to a topic
         # that does not exist yet (or that a lenient broker creates with its own partition count).

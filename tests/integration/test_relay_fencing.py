@@ -81,7 +81,7 @@ def test_a_relay_whose_lock_is_taken_mid_drain_stops_and_the_topic_never_holds_a
     # Two producers, as two relay processes have.
     first_transport, second_transport = KafkaTransport(kafka_broker, topic), KafkaTransport(kafka_broker, topic)
     first_transport.ensure_topic()
-    first_lock, second_lock = bootstrap.relay_lock(), bootstrap.relay_lock()
+    first_lock, second_lock = bootstrap.relay_lock(first_transport), bootstrap.relay_lock(second_transport)
     first_done = threading.Event()
     second_outbox = SecondRelaysOutbox(store, first_done)
     second_relay: dict = {}

@@ -6,11 +6,13 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 
 from eventstore import tasks
 from eventstore.relay import holding
 from eventstore.store import NewEvent
+from eventstore.transports.kafka import KafkaTransport
 from techbank_site import bootstrap
 from tests.contract.relay_lock_contract import RelayLockContract
 from tests.contract.event_transport_contract import group, receive
@@ -47,7 +49,7 @@ def redis_client(settings):
 class TestRedisRelayLock(RelayLockContract):
     @pytest.fixture
     def make_lock(self, redis_client):
-        return bootstrap.relay_lock
+        return lambda: bootstrap.relay_lock(UNUSED_TRANSPORT)
 
     @pytest.fixture
     def lapse(self, redis_client):
@@ -58,15 +60,30 @@ class TestRedisRelayLock(RelayLockContract):
         return run_out
 
 
-def test_a_relay_that_dies_holding_the_lock_holds_up_the_next_one_for_seconds_not_minutes(redis_client):
-    dead_relays_lock = bootstrap.relay_lock()
+# Nothing is sent through it: the lock only asks how long a send to Kafka can take.
+UNUSED_TRANSPORT = KafkaTransport("127.0.0.1:9", "relay-lock-test")
+
+
+def test_a_relay_that_dies_holding_the_lock_holds_up_the_next_one_for_under_a_minute(redis_client):
+    dead_relays_lock = bootstrap.relay_lock(UNUSED_TRANSPORT)
     assert dead_relays_lock.acquire(blocking=False)  # and then its process is killed: nobody releases it
-    assert dead_relays_lock.timeout <= 10
-    assert 0 < redis_client.pttl(dead_relays_lock.name) <= 10_000
+    assert dead_relays_lock.timeout < 60
+    assert 0 < redis_client.pttl(dead_relays_lock.name) < 60_000
+
+
+def test_the_lock_outlasts_the_longest_send_so_a_confirmed_batch_is_out_before_another_relay_can_take_over(
+    redis_client, settings
+):
+    longest_send = UNUSED_TRANSPORT.longest_send_seconds()
+    assert longest_send > 30  # connecting, metadata, delivery and its grace: kafka.py's timeouts
+    assert bootstrap.relay_lock(UNUSED_TRANSPORT).timeout > longest_send
+    settings.TECHBANK_RELAY_LOCK_SECONDS = longest_send  # as the 10 s lock was: shorter than a send
+    with pytest.raises(ImproperlyConfigured, match="TECHBANK_RELAY_LOCK_SECONDS"):
+        bootstrap.relay_lock(UNUSED_TRANSPORT)
 
 
 def test_the_lock_is_kept_while_a_relay_runs_longer_than_its_timeout(redis_client):
-    lock = bootstrap.relay_lock()
+    lock = bootstrap.relay_lock(UNUSED_TRANSPORT)
     lock.timeout = 1.5  # so that the test need not run for the real timeout
     renewals, last_ttl = 0, None
     with holding(lock) as lost:
@@ -108,7 +125,7 @@ def on_the_topic() -> int:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_one_off_relay_command_refuses_in_one_line_while_another_relay_holds_the_lock(kafka_relay):
-    with holding(bootstrap.relay_lock()):  # as a running `relay_outbox --follow` holds it
+    with holding(bootstrap.relay_lock(UNUSED_TRANSPORT)):  # as a running `relay_outbox --follow` holds it
         with pytest.raises(CommandError, match="another relay holds the relay lock") as refused:
             call_command("relay_outbox")
         assert "\n" not in str(refused.value)
@@ -122,7 +139,7 @@ def test_the_one_off_relay_command_refuses_in_one_line_while_another_relay_holds
 def test_the_relay_task_does_nothing_while_another_relay_holds_the_lock_and_relays_once_it_is_free(
     kafka_relay, redis_client
 ):
-    follower = bootstrap.relay_lock()
+    follower = bootstrap.relay_lock(UNUSED_TRANSPORT)
     with holding(follower):  # as a running `relay_outbox --follow` holds it
         tasks.relay_outbox_task()
         assert len(kafka_relay.unpublished()) == 2

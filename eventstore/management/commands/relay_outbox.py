@@ -35,12 +35,12 @@ class Command(BaseCommand):
         store = bootstrap.event_store()
         try:
             transport = bootstrap.event_transport()
+            lock = bootstrap.relay_lock(transport)
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
         if follow:
-            self._follow(store, transport, idle, parent_pid)
+            self._follow(store, transport, lock, idle, parent_pid)
             return
-        lock = bootstrap.relay_lock()
         try:
             with holding(lock):
                 sent = relay_outbox(event_store=store, transport=transport, lock=lock,
@@ -53,7 +53,7 @@ class Command(BaseCommand):
             raise CommandError(f"Kafka did not acknowledge; the events stay in the outbox: {exc}") from None
         self.stdout.write(self.style.SUCCESS(f"Published {sent} event(s)."))
 
-    def _follow(self, store, transport, idle, parent_pid):
+    def _follow(self, store, transport, lock, idle, parent_pid):
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())  # finish the batch, release the lock, leave
 
@@ -62,7 +62,7 @@ class Command(BaseCommand):
 
         wake_ups = bootstrap.relay_nudges().listen()
         try:
-            sent = follow_outbox(event_store=store, transport=transport, lock=bootstrap.relay_lock(),
+            sent = follow_outbox(event_store=store, transport=transport, lock=lock,
                                  wake_ups=wake_ups, stopping=stopping, idle_seconds=idle,
                                  batch_size=settings.TECHBANK_RELAY_BATCH)
         except KeyboardInterrupt:
