@@ -5,7 +5,7 @@ No Docker engine is needed or used:
   Compose implementation(s) found here (the `docker compose` plugin and/or Compose
   v1.29, `docker-compose`; scripts/install-compose-validator.sh installs the
   latter) as `config`, which parses, validates and interpolates the file. Without
-  either they skip, except on CI (CI=true), where they fail.
+  either they skip, except on CI (CI set, and not false or 0), where they fail.
 - The other tests read the files with PyYAML / as text and hold them to what the
   test suite runs against: the production backends (MySQL, MongoDB, Kafka), the
   settings' defaults and the environment variables that settings.py reads.
