@@ -3,6 +3,7 @@ environment (see the README's configuration table); the defaults are the
 embedded stack: SQLite, in-process bus, no servers."""
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -15,16 +16,41 @@ def env_flag(name: str, default: bool = False) -> bool:
     return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
 
 
+def kept_secret_key(key_file: Path) -> str:
+    """The key in `key_file`, made first if there is none.
+
+    Processes that start together (gunicorn's workers) must all end up with the
+    same whole key: each writes a candidate to a temp file of its own (mode
+    0600) and hard-links it into place, which fails if the file already exists
+    (another process won the race); then every one reads what is there. A
+    reader never sees a half-written file, and nobody replaces a key in use.
+    """
+    if not key_file.exists():
+        descriptor, candidate = tempfile.mkstemp(dir=key_file.parent, prefix=f"{key_file.name}.")  # mode 0600
+        try:
+            with os.fdopen(descriptor, "w") as temp:
+                temp.write(secrets.token_urlsafe(50))
+                temp.flush()
+                os.fsync(temp.fileno())
+            try:
+                os.link(candidate, key_file)
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(candidate)
+    key = key_file.read_text().strip()
+    if not key:
+        raise ImproperlyConfigured(f"{key_file} is empty: delete it (a new key is made) or set TECHBANK_SECRET_KEY.")
+    return key
+
+
 def _secret_key() -> str:
     """From the environment, else a random key kept beside the database (never in git)."""
     if key := os.environ.get("TECHBANK_SECRET_KEY"):
         return key
     key_file = BASE_DIR / ".secret_key"
     try:
-        if not key_file.exists():
-            key_file.write_text(secrets.token_urlsafe(50))
-            key_file.chmod(0o600)
-        return key_file.read_text().strip()
+        return kept_secret_key(key_file)
     except OSError as error:
         raise ImproperlyConfigured(
             f"Set TECHBANK_SECRET_KEY: no key in the environment, and {key_file} cannot be kept ({error})."
