@@ -230,6 +230,12 @@ TECHBANK_EVENT_BUS = os.environ.get("TECHBANK_EVENT_BUS", "inline")  # inline | 
 TECHBANK_KAFKA_BOOTSTRAP = os.environ.get("TECHBANK_KAFKA_BOOTSTRAP", "localhost:9092")
 TECHBANK_KAFKA_TOPIC = os.environ.get("TECHBANK_KAFKA_TOPIC", "techbank.account-events")
 TECHBANK_KAFKA_GROUP = os.environ.get("TECHBANK_KAFKA_GROUP", "techbank-projections")
+# How the app's Kafka clients authenticate: PLAINTEXT (none), or SASL_PLAINTEXT / SASL_SSL
+# with a mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) and a user; docker-compose.yml uses SASL.
+TECHBANK_KAFKA_SECURITY_PROTOCOL = os.environ.get("TECHBANK_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+TECHBANK_KAFKA_SASL_MECHANISM = os.environ.get("TECHBANK_KAFKA_SASL_MECHANISM", "PLAIN")
+TECHBANK_KAFKA_USERNAME = os.environ.get("TECHBANK_KAFKA_USERNAME", "")
+TECHBANK_KAFKA_PASSWORD = os.environ.get("TECHBANK_KAFKA_PASSWORD", "")
 # How many messages the projection consumer applies in one read-model transaction.
 TECHBANK_PROJECTION_BATCH = int(os.environ.get("TECHBANK_PROJECTION_BATCH", "2000"))
 # How many events the relay sends to Kafka before marking them published.
