@@ -33,7 +33,7 @@ from tests.servers.processes import ServerUnavailable, unavailable
 from tests.servers.redis import running_redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
-PASSWORD = "test-only-" + uuid.uuid4().hex  # URL-safe, as the README asks of every password
+PASSWORD = "testonly" + uuid.uuid4().hex  # letters and digits, as the README asks of every password
 
 
 @pytest.fixture(scope="module")
