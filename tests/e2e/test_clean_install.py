@@ -2,7 +2,10 @@
 requirements.txt (`make install`) and requirements-mysql.txt
 (`scripts/install-mysqlclient.sh`), then the full stack's processes from it,
 with the README's full-stack settings, on real servers: the MongoDB- and
-Kafka-protocol test servers, MariaDB and Redis.
+Kafka-protocol test servers, MariaDB and Redis. As docker-compose.yml runs it,
+the app signs in to every one: a user of its own on MongoDB (SecantusDB with
+--auth) and on MariaDB (not root, rights on its database only), a password on
+Redis (a private redis-server with --requirepass), SASL/PLAIN on Kafka.
 
 The test suite's own virtualenv holds more (pytest and its dependencies), so a
 package the product needs but does not list passes there unseen: `packaging`,
@@ -19,21 +22,26 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from tests.e2e.test_full_stack import (  # noqa: F401 (fixtures)
-    ROOT, app_process, logs, mysql_server, projected_versions, redis_url, running_stack,
+    ROOT, app_process, logs, mysql_server, projected_versions, running_stack,
 )
 from tests.servers.kafka import kafka_broker  # noqa: F401 (fixture)
-from tests.servers.mongo import mongo_server  # noqa: F401 (fixture)
-from tests.servers.processes import unavailable
+from tests.servers.mongo import running_mongo_server_with_user
+from tests.servers.processes import ServerUnavailable, unavailable
+from tests.servers.redis import running_redis_server
 
 pytestmark = pytest.mark.slow
 
 INSTALL_SECONDS = 900  # bounds a hang; from pip's cache it takes about a minute
 CATCH_UP_SECONDS = 90
 STOP_SECONDS = 60  # a worker stops its companions, each finishing its batch, within 15 s
+PASSWORD = "cleaninstall" + uuid.uuid4().hex  # letters and digits, as the README asks
+APP_USER = "techbank"
+MONGO_DATABASE = "techbank_clean_install"
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)")
 
 
@@ -82,6 +90,53 @@ def clean_venv(tmp_path_factory) -> Path:
     return venv
 
 
+@pytest.fixture(scope="module")
+def redis_with_password():
+    """A private Redis that wants PASSWORD; its URL with the password, as CELERY_BROKER_URL carries it."""
+    server = running_redis_server(PASSWORD)
+    try:
+        url = server.__enter__()
+    except ServerUnavailable as error:
+        unavailable(f"no private Redis: {error}")
+    try:
+        yield url.replace("redis://", f"redis://:{PASSWORD}@") + "/0"
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def mongo_with_user():
+    """A MongoDB-protocol server with --auth, and the app's user on MONGO_DATABASE, in the URL."""
+    server = running_mongo_server_with_user(APP_USER, PASSWORD, MONGO_DATABASE)
+    try:
+        url = server.__enter__()
+    except ServerUnavailable as error:
+        unavailable(f"no MongoDB test server: {error}")
+    try:
+        yield url.replace("mongodb://", f"mongodb://{APP_USER}:{PASSWORD}@")
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def mysql_as_app_user(mysql_server):  # noqa: F811
+    """As mysql_server, but each new database is the app's: used by a user who may touch only it."""
+    connection, new_database = mysql_server
+    user = f"techbank_app_{os.getpid()}"
+    connection.cursor().execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}'")
+
+    def new_app_database() -> tuple[str, str]:
+        root_url, name = new_database()
+        connection.cursor().execute(f"GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'%'")
+        server = urlsplit(root_url)
+        return f"mysql://{user}:{PASSWORD}@{server.hostname}:{server.port or 3306}/{name}", name
+
+    try:
+        yield connection, new_app_database
+    finally:
+        connection.cursor().execute(f"DROP USER IF EXISTS '{user}'@'%'")
+
+
 def test_a_clean_install_is_exactly_the_pinned_set_and_consistent(clean_venv):
     python = clean_venv / "bin" / "python"
     env = _clean_environ(clean_venv)
@@ -113,15 +168,19 @@ def _stopped_by_sigterm(process: subprocess.Popen) -> int:
     return process.wait(STOP_SECONDS)
 
 
-def test_from_a_clean_install_the_web_app_the_worker_the_relay_and_the_consumer_start_and_project(
-    clean_venv, tmp_path, mongo_server, kafka_broker, mysql_server, redis_url  # noqa: F811
+def test_from_a_clean_install_the_web_app_the_worker_the_relay_and_the_consumer_sign_in_start_and_project(
+    clean_venv, tmp_path, mongo_with_user, kafka_broker, mysql_as_app_user, redis_with_password  # noqa: F811
 ):
     bin_dir = clean_venv / "bin"
     python = str(bin_dir / "python")
+    kafka_sasl = {  # as docker-compose.yml sets them (noida-db answers SASL/PLAIN, whatever the password)
+        "TECHBANK_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "TECHBANK_KAFKA_SASL_MECHANISM": "PLAIN",
+        "TECHBANK_KAFKA_USERNAME": APP_USER, "TECHBANK_KAFKA_PASSWORD": PASSWORD,
+    }
     with running_stack(
-        tmp_path, mongo_server=mongo_server, kafka_bootstrap=kafka_broker, mysql_server=mysql_server,
-        redis_url=redis_url, python=python, launcher=lambda tool: [str(bin_dir / tool)],
-        environ=_clean_environ(clean_venv),
+        tmp_path, mongo_server=mongo_with_user, kafka_bootstrap=kafka_broker, mysql_server=mysql_as_app_user,
+        redis_url=redis_with_password, python=python, launcher=lambda tool: [str(bin_dir / tool)],
+        environ=_clean_environ(clean_venv), mongo_database=MONGO_DATABASE, settings=kafka_sasl,
     ) as stack:
         http, worker = stack["http"], stack["worker"]
 

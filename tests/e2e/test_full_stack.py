@@ -118,16 +118,19 @@ class Http:
 
 @contextmanager
 def running_stack(tmp: Path, *, mongo_server: str, kafka_bootstrap: str, mysql_server, redis_url: str,
-                  python: str = PYTHON, launcher=run_module, environ: dict | None = None):
+                  python: str = PYTHON, launcher=run_module, environ: dict | None = None,
+                  mongo_database: str | None = None, settings: dict | None = None):
     """gunicorn and a Celery worker (-B) on the given servers, with a fresh database, topic and queue.
 
     `python` runs manage.py, `launcher(tool)` is the command that starts gunicorn or celery, and
-    `environ` (default: this process's) is the environment the stack's settings are added to:
-    tests/e2e/test_clean_install.py runs the stack from a virtualenv of its own.
+    `environ` (default: this process's) is the environment the stack's settings are added to,
+    `settings` more of them (Kafka's SASL user, say), and `mongo_database` the event store's
+    database (default: a fresh name): tests/e2e/test_clean_install.py runs the stack from a
+    virtualenv of its own, signed in to every server.
     """
     mysql, new_database = mysql_server
     database_url, mysql_name = new_database()
-    mongo_database = f"techbank_e2e_{uuid.uuid4().hex[:8]}"
+    mongo_database = mongo_database or f"techbank_e2e_{uuid.uuid4().hex[:8]}"
     topic = f"techbank.e2e.{uuid.uuid4().hex[:8]}"
     env = {
         **(os.environ if environ is None else environ),
@@ -142,6 +145,7 @@ def running_stack(tmp: Path, *, mongo_server: str, kafka_bootstrap: str, mysql_s
         "TECHBANK_CELERY_QUEUE": f"techbank-e2e-{uuid.uuid4().hex[:8]}",  # runs sharing Redis stay apart
         "TECHBANK_SECRET_KEY": "e2e-only-" + uuid.uuid4().hex,
         "DJANGO_SETTINGS_MODULE": "techbank_site.settings",
+        **(settings or {}),
     }
     migrated = manage(env, "migrate", "--no-input", "-v0", python=python)
     assert migrated.returncode == 0, migrated.stderr
