@@ -9,8 +9,8 @@ against a test server that enforces it, as far as one does:
 - Kafka: noida-db answers SASL/PLAIN but accepts any password, so this proves that the
   app's clients sign in with the configured mechanism and user, not that a wrong
   password is refused (that rests on Kafka itself and the compose file's test).
-- MySQL/MariaDB: the app's tables made and used by a user who is not root and may
-  touch only its own database.
+- MySQL/MariaDB: tests/e2e/test_clean_install.py runs the whole stack as a user who
+  is not root and may touch only its own database.
 """
 import os
 import subprocess
