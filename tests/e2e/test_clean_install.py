@@ -73,7 +73,7 @@ def _run(command: list, env: dict, what: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def clean_venv(tmp_path_factory) -> Path:
+def clean_venv(tmp_path_factory):
     """A virtualenv made by the README's steps: `make install`, then scripts/install-mysqlclient.sh."""
     if not shutil.which("make"):
         unavailable("make is not installed")
@@ -87,7 +87,8 @@ def clean_venv(tmp_path_factory) -> Path:
     base_python = getattr(sys, "_base_executable", sys.executable)
     _run(["make", "--no-print-directory", "install", f"VENV={venv}", f"PYTHON={base_python}"], env, "make install")
     _run([ROOT / "scripts" / "install-mysqlclient.sh", venv], env, "scripts/install-mysqlclient.sh")
-    return venv
+    yield venv
+    shutil.rmtree(venv, ignore_errors=True)  # some 200 MB; pytest would keep it with its last runs' temp dirs
 
 
 @pytest.fixture(scope="module")
