@@ -18,10 +18,6 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
 
-# Until requirements.txt pins gunicorn (then keep both pins equal:
-# tests/e2e/test_docker_compose.py checks they agree).
-ARG GUNICORN_VERSION=27.0.1
-
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -32,14 +28,15 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends default-libmysqlclient-dev build-essential pkg-config \
     && rm -rf /var/lib/apt/lists/*
 
+# requirements.txt pins every package (make lock), gunicorn and the Celery
+# worker's Redis transport included: the image gets exactly the tested set.
 WORKDIR /build
 COPY requirements.txt requirements-mysql.txt ./
-RUN pip wheel --wheel-dir /wheels -r requirements.txt -r requirements-mysql.txt "gunicorn==${GUNICORN_VERSION}" \
+RUN pip wheel --wheel-dir /wheels -r requirements.txt -r requirements-mysql.txt \
     && python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-index --find-links /wheels \
-        -r requirements.txt -r requirements-mysql.txt "gunicorn==${GUNICORN_VERSION}" \
+    && /opt/venv/bin/pip install --no-index --find-links /wheels -r requirements.txt -r requirements-mysql.txt \
     && /opt/venv/bin/pip check \
-    && /opt/venv/bin/python -c "import MySQLdb, gunicorn, django"
+    && /opt/venv/bin/python -c "import MySQLdb, gunicorn, django, kombu.transport.redis"
 
 
 FROM ${PYTHON_IMAGE} AS runtime

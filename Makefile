@@ -2,13 +2,17 @@
 # Both start from nothing but Python 3.11+: the virtualenv and everything in it
 # are made here. `make test` also installs what the full-stack tests need
 # (mysqlclient and its headers, newman, a compose validator); where that is not
-# possible it says so, and those tests skip, except with CI=true, where they fail.
+# possible it says so, and those tests skip, except on CI (CI set to anything but
+# empty, false or 0: scripts/is-ci.sh), where they fail.
+#
+# Every requirements-*.txt pins every package, dependencies too; they are made
+# from the hand-edited requirements-*.in by `make lock` (pip-tools).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test test-sqlite test-mariadb install install-dev test-tools migrate demo-user compat bench bench-quick clean
+.PHONY: run test test-sqlite test-mariadb install install-dev test-tools lock migrate demo-user compat bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,15 +20,33 @@ $(BIN)/python:
 
 $(VENV)/.installed: requirements.txt $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip check
 	touch $@
 
+# The dev and bench files hold the product's pins too (at the same versions).
 $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip check
 	touch $@
 
 $(VENV)/.installed-bench: requirements-bench.txt $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet -r requirements-bench.txt
 	touch $@
+
+# Pins every package from the hand-edited requirements-*.in (pip-tools' pip-compile,
+# in its own virtualenv). Existing pins are kept where they still fit; to move one,
+# change its line in the .in file (or delete the .txt) and run this again.
+LOCK_VENV := .venv-lock
+$(LOCK_VENV)/.installed: requirements-lock.txt
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet -r requirements-lock.txt
+	touch $@
+
+lock: $(LOCK_VENV)/.installed
+	for name in requirements requirements-dev requirements-bench; do \
+	  CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --no-strip-extras --allow-unsafe \
+	    --no-emit-index-url --no-emit-find-links --no-emit-trusted-host --output-file $$name.txt $$name.in || exit 1; \
+	done
 
 # The eventsourcing library's baseline (bench/peers) needs Django < 5.2: its own virtualenv.
 # After test-tools, which installs the client headers mysqlclient compiles against.
@@ -40,12 +62,12 @@ install-dev: $(VENV)/.installed-dev
 
 node_modules/.installed: package.json package-lock.json
 	@if command -v npm >/dev/null; then npm ci --silent --no-audit --no-fund && touch $@; \
-	else echo "test-tools: npm not found: the Postman (newman) tests will skip"; [ "$$CI" != "true" ]; fi
+	else echo "test-tools: npm not found: the Postman (newman) tests will skip"; ! scripts/is-ci.sh; fi
 
 # Tools the full-stack tests use; each script says what it did in one line.
 test-tools: install-dev node_modules/.installed
-	@scripts/install-mysqlclient.sh $(VENV) || [ "$$CI" != "true" ]
-	@scripts/install-compose-validator.sh || [ "$$CI" != "true" ]
+	@scripts/install-mysqlclient.sh $(VENV) || ! scripts/is-ci.sh
+	@scripts/install-compose-validator.sh || ! scripts/is-ci.sh
 
 migrate: install
 	$(BIN)/python manage.py migrate --no-input
@@ -82,4 +104,4 @@ bench-quick: test-tools $(VENV)/.installed-bench $(PEER_VENV)/.installed
 	$(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) $(PEER_VENV) node_modules .test-db*.sqlite3*
+	rm -rf $(VENV) $(PEER_VENV) $(LOCK_VENV) node_modules .test-db*.sqlite3*

@@ -6,8 +6,9 @@
 # The server comes from TECHBANK_TEST_MYSQL_URL (default
 # mysql://root@127.0.0.1:3306/techbank); pytest-django creates and drops its own
 # test database beside the named one, so the user needs CREATE/DROP rights.
-# If the server cannot be reached this says so and exits 0, except on CI
-# (CI=true), where a suite that silently did not run must fail: exit 1.
+# If the server cannot be reached this says so and exits 0, except on CI (CI set
+# to anything but empty, false or 0: scripts/is-ci.sh), where a suite that
+# silently did not run must fail: exit 1.
 # Needs mysqlclient in the venv: scripts/install-mysqlclient.sh installs it.
 set -euo pipefail
 
@@ -18,8 +19,8 @@ URL="${TECHBANK_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/techbank}"
 ME="test-mariadb"
 
 unavailable() {
-    if [[ "${CI:-}" == "true" ]]; then
-        echo "$ME: ERROR: $1 (CI=true, so this is a failure)" >&2
+    if "$ROOT/scripts/is-ci.sh"; then
+        echo "$ME: ERROR: $1 (CI=${CI}, so this is a failure)" >&2
         exit 1
     fi
     echo "$ME: SKIPPED, MariaDB tests not run: $1" >&2

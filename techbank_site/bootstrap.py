@@ -87,7 +87,34 @@ def event_transport() -> EventTransport:
             f"TECHBANK_EVENT_BUS={settings.TECHBANK_EVENT_BUS!r}: this stack has no Kafka topic "
             "(events are projected in process); set TECHBANK_EVENT_BUS=kafka for the full stack"
         )
-    return KafkaTransport(settings.TECHBANK_KAFKA_BOOTSTRAP, settings.TECHBANK_KAFKA_TOPIC)
+    return KafkaTransport(settings.TECHBANK_KAFKA_BOOTSTRAP, settings.TECHBANK_KAFKA_TOPIC, **kafka_authentication())
+
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def kafka_authentication() -> dict[str, str]:
+    """kafka-python's options for how every client of the app (producer, consumer, admin) signs in."""
+    protocol = settings.TECHBANK_KAFKA_SECURITY_PROTOCOL
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise _unknown("TECHBANK_KAFKA_SECURITY_PROTOCOL", protocol, ", ".join(KAFKA_SECURITY_PROTOCOLS))
+    if protocol == "PLAINTEXT":
+        return {}
+    mechanism = settings.TECHBANK_KAFKA_SASL_MECHANISM
+    if mechanism not in KAFKA_SASL_MECHANISMS:
+        raise _unknown("TECHBANK_KAFKA_SASL_MECHANISM", mechanism, ", ".join(KAFKA_SASL_MECHANISMS))
+    if not (settings.TECHBANK_KAFKA_USERNAME and settings.TECHBANK_KAFKA_PASSWORD):
+        raise ImproperlyConfigured(
+            f"TECHBANK_KAFKA_SECURITY_PROTOCOL={protocol} needs TECHBANK_KAFKA_USERNAME and TECHBANK_KAFKA_PASSWORD"
+        )
+    # kafka-python takes the user in these two options for SCRAM as well as for PLAIN.
+    return {
+        "security_protocol": protocol,
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": settings.TECHBANK_KAFKA_USERNAME,
+        "sasl_plain_password": settings.TECHBANK_KAFKA_PASSWORD,
+    }
 
 
 def _project(events):

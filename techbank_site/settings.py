@@ -3,6 +3,7 @@ environment (see the README's configuration table); the defaults are the
 embedded stack: SQLite, in-process bus, no servers."""
 import os
 import secrets
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,16 +17,41 @@ def env_flag(name: str, default: bool = False) -> bool:
     return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
 
 
+def kept_secret_key(key_file: Path) -> str:
+    """The key in `key_file`, made first if there is none.
+
+    Processes that start together (gunicorn's workers) must all end up with the
+    same whole key: each writes a candidate to a temp file of its own (mode
+    0600) and hard-links it into place, which fails if the file already exists
+    (another process won the race); then every one reads what is there. A
+    reader never sees a half-written file, and nobody replaces a key in use.
+    """
+    if not key_file.exists():
+        descriptor, candidate = tempfile.mkstemp(dir=key_file.parent, prefix=f"{key_file.name}.")  # mode 0600
+        try:
+            with os.fdopen(descriptor, "w") as temp:
+                temp.write(secrets.token_urlsafe(50))
+                temp.flush()
+                os.fsync(temp.fileno())
+            try:
+                os.link(candidate, key_file)
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(candidate)
+    key = key_file.read_text().strip()
+    if not key:
+        raise ImproperlyConfigured(f"{key_file} is empty: delete it (a new key is made) or set TECHBANK_SECRET_KEY.")
+    return key
+
+
 def _secret_key() -> str:
     """From the environment, else a random key kept beside the database (never in git)."""
     if key := os.environ.get("TECHBANK_SECRET_KEY"):
         return key
     key_file = BASE_DIR / ".secret_key"
     try:
-        if not key_file.exists():
-            key_file.write_text(secrets.token_urlsafe(50))
-            key_file.chmod(0o600)
-        return key_file.read_text().strip()
+        return kept_secret_key(key_file)
     except OSError as error:
         raise ImproperlyConfigured(
             f"Set TECHBANK_SECRET_KEY: no key in the environment, and {key_file} cannot be kept ({error})."
@@ -227,6 +253,12 @@ TECHBANK_EVENT_BUS = os.environ.get("TECHBANK_EVENT_BUS", "inline")  # inline | 
 TECHBANK_KAFKA_BOOTSTRAP = os.environ.get("TECHBANK_KAFKA_BOOTSTRAP", "localhost:9092")
 TECHBANK_KAFKA_TOPIC = os.environ.get("TECHBANK_KAFKA_TOPIC", "techbank.account-events")
 TECHBANK_KAFKA_GROUP = os.environ.get("TECHBANK_KAFKA_GROUP", "techbank-projections")
+# How the app's Kafka clients authenticate: PLAINTEXT (none), or SASL_PLAINTEXT / SASL_SSL
+# with a mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) and a user; docker-compose.yml uses SASL.
+TECHBANK_KAFKA_SECURITY_PROTOCOL = os.environ.get("TECHBANK_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+TECHBANK_KAFKA_SASL_MECHANISM = os.environ.get("TECHBANK_KAFKA_SASL_MECHANISM", "PLAIN")
+TECHBANK_KAFKA_USERNAME = os.environ.get("TECHBANK_KAFKA_USERNAME", "")
+TECHBANK_KAFKA_PASSWORD = os.environ.get("TECHBANK_KAFKA_PASSWORD", "")
 # How many messages the projection consumer applies in one read-model transaction.
 TECHBANK_PROJECTION_BATCH = int(os.environ.get("TECHBANK_PROJECTION_BATCH", "2000"))
 # How many events the relay sends to Kafka before marking them published.

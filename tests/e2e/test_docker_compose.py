@@ -5,7 +5,7 @@ No Docker engine is needed or used:
   Compose implementation(s) found here (the `docker compose` plugin and/or Compose
   v1.29, `docker-compose`; scripts/install-compose-validator.sh installs the
   latter) as `config`, which parses, validates and interpolates the file. Without
-  either they skip, except on CI (CI=true), where they fail.
+  either they skip, except on CI (CI set, and not false or 0), where they fail.
 - The other tests read the files with PyYAML / as text and hold them to what the
   test suite runs against: the production backends (MySQL, MongoDB, Kafka), the
   settings' defaults and the environment variables that settings.py reads.
@@ -28,6 +28,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 SETTINGS = ROOT / "techbank_site" / "settings.py"
 REQUIREMENTS = ROOT / "requirements.txt"
+ENV_EXAMPLE = ROOT / ".env.example"
 
 SERVERS = ("kafka", "mongo", "mysql", "redis")
 APP_SERVICES = ("web", "worker")
@@ -105,7 +106,7 @@ def _hermetic_env(**extra: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("TECHBANK_", "MYSQL_", "COMPOSE_", "DOCKER_"))
+        if not key.startswith(("TECHBANK_", "MYSQL_", "MONGO_", "KAFKA_", "REDIS_", "COMPOSE_", "DOCKER_"))
         and key not in {"DATABASE_URL", "CELERY_BROKER_URL"}
     }
     env.update(extra)
@@ -119,6 +120,15 @@ def _run_config(command: list[str], env_file: Path, env: dict, *args: str) -> su
          "-f", str(COMPOSE_FILE), "config", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=VALIDATOR_TIMEOUT_SECONDS,
     )
+
+
+def _required_secrets() -> list[str]:
+    """The names .env.example leaves empty: the secret key and every password."""
+    return re.findall(r"(?m)^([A-Z][A-Z0-9_]*)=$", ENV_EXAMPLE.read_text())
+
+
+def _test_secrets() -> dict[str, str]:
+    return {name: "test" + name.lower().replace("_", "") for name in _required_secrets()}
 
 
 @pytest.fixture
@@ -143,7 +153,8 @@ def empty_env_file(tmp_path) -> Path:
 
 
 def test_compose_config_is_valid(compose_commands, empty_env_file):
-    env = _hermetic_env(TECHBANK_SECRET_KEY="test-only-secret-key")
+    secrets = _test_secrets()
+    env = _hermetic_env(**secrets)
     for command in compose_commands:
         quiet = _run_config(command, empty_env_file, env, "-q")
         assert quiet.returncode == 0, f"`{' '.join(command)} config -q` rejected the file:\n{quiet.stderr}"
@@ -154,7 +165,7 @@ def test_compose_config_is_valid(compose_commands, empty_env_file):
         resolved = yaml.safe_load(full.stdout)["services"]
         for name in APP_SERVICES:
             app_env = resolved[name]["environment"]
-            assert app_env["TECHBANK_SECRET_KEY"] == "test-only-secret-key"
+            assert app_env["TECHBANK_SECRET_KEY"] == secrets["TECHBANK_SECRET_KEY"]
             database = dj_database_url.parse(app_env["DATABASE_URL"])
             assert database["ENGINE"] == "django.db.backends.mysql"
             assert (database["HOST"], database["PORT"], database["NAME"]) == ("mysql", 3306, "techbank")
@@ -162,11 +173,69 @@ def test_compose_config_is_valid(compose_commands, empty_env_file):
             assert (database["USER"], database["PASSWORD"]) == (mysql_env["MYSQL_USER"], mysql_env["MYSQL_PASSWORD"])
 
 
-def test_compose_requires_the_secret_key(compose_commands, empty_env_file):
+def test_every_server_asks_for_a_password_and_the_app_signs_in_with_the_one_from_env(
+    compose_commands, empty_env_file
+):
+    secrets = _test_secrets()
     for command in compose_commands:
-        result = _run_config(command, empty_env_file, _hermetic_env(), "-q")
-        assert result.returncode != 0, f"`{' '.join(command)} config` accepted a stack without TECHBANK_SECRET_KEY"
-        assert "TECHBANK_SECRET_KEY" in result.stderr
+        full = _run_config(command, empty_env_file, _hermetic_env(**secrets))
+        assert full.returncode == 0, full.stderr
+        resolved = yaml.safe_load(full.stdout)["services"]
+        app = resolved["web"]["environment"]
+
+        # MySQL: the app's own user, never root.
+        database = dj_database_url.parse(app["DATABASE_URL"])
+        assert database["USER"] != "root" and database["USER"] == resolved["mysql"]["environment"]["MYSQL_USER"]
+        assert database["PASSWORD"] == secrets["MYSQL_PASSWORD"]
+        assert resolved["mysql"]["environment"]["MYSQL_ROOT_PASSWORD"] == secrets["MYSQL_ROOT_PASSWORD"]
+
+        # Redis: requirepass, and the same password in Celery's URL (and for redis-cli's healthcheck).
+        redis = resolved["redis"]
+        redis_words = _command_words(redis["command"])
+        assert redis_words[redis_words.index("--requirepass") + 1] == secrets["REDIS_PASSWORD"]
+        assert redis["environment"]["REDISCLI_AUTH"] == secrets["REDIS_PASSWORD"]
+        assert urlsplit(app["CELERY_BROKER_URL"]).password == secrets["REDIS_PASSWORD"]
+
+        # MongoDB: users on (the root user turns --auth on; a replica set with users needs a keyfile),
+        # and the app signs in as its own user, whom the healthcheck makes with that password.
+        mongo = resolved["mongo"]
+        assert mongo["environment"]["MONGO_INITDB_ROOT_PASSWORD"] == secrets["MONGO_ROOT_PASSWORD"]
+        assert "--keyFile" in _command_words(mongo["command"])
+        mongo_url = urlsplit(app["TECHBANK_MONGO_URL"])
+        assert mongo_url.username not in (None, "root") and mongo_url.password == secrets["MONGO_PASSWORD"]
+        check = " ".join(mongo["healthcheck"]["test"])
+        assert f"createUser({{user: '{mongo_url.username}', pwd: '{secrets['MONGO_PASSWORD']}'" in check
+        assert "role: 'readWrite', db: 'techbank'" in check
+
+        # Kafka: every listener a client reaches is SASL, the app's user is in the broker's list.
+        kafka = resolved["kafka"]["environment"]
+        protocols = dict(pair.split(":") for pair in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+        for listener in kafka["KAFKA_ADVERTISED_LISTENERS"].split(","):
+            assert protocols[listener.split("://")[0]].startswith("SASL_"), listener
+        assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == app["TECHBANK_KAFKA_SASL_MECHANISM"] == "PLAIN"
+        jaas = kafka["KAFKA_LISTENER_NAME_CLIENT_PLAIN_SASL_JAAS_CONFIG"]
+        assert f'user_{app["TECHBANK_KAFKA_USERNAME"]}="{secrets["KAFKA_PASSWORD"]}"' in jaas
+        assert app["TECHBANK_KAFKA_PASSWORD"] == secrets["KAFKA_PASSWORD"]
+        assert app["TECHBANK_KAFKA_SECURITY_PROTOCOL"] == protocols["CLIENT"]
+        assert f'password="{secrets["KAFKA_ADMIN_PASSWORD"]}"' in jaas
+
+
+@pytest.mark.parametrize("missing", _required_secrets())
+def test_compose_refuses_a_stack_without_each_secret(compose_commands, empty_env_file, missing):
+    secrets = {name: value for name, value in _test_secrets().items() if name != missing}
+    for command in compose_commands:
+        result = _run_config(command, empty_env_file, _hermetic_env(**secrets), "-q")
+        assert result.returncode != 0, f"`{' '.join(command)} config` accepted a stack without {missing}"
+        assert missing in result.stderr
+
+
+def test_env_example_lists_the_secret_key_and_a_password_for_every_server():
+    assert {"TECHBANK_SECRET_KEY", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD", "MONGO_PASSWORD", "MONGO_ROOT_PASSWORD",
+            "KAFKA_PASSWORD", "KAFKA_ADMIN_PASSWORD", "REDIS_PASSWORD"} <= set(_required_secrets())
+    made = subprocess.run([str(ROOT / "scripts" / "make-env.sh")], capture_output=True, text=True, timeout=30)
+    values = dict(re.findall(r"(?m)^([A-Z][A-Z0-9_]*)=(.*)$", made.stdout))
+    for name in _required_secrets():
+        assert re.fullmatch(r"[A-Za-z0-9]{50}", values[name]), f"make-env.sh made no letters-and-digits secret for {name}"
 
 
 # --- the compose file, read as data --------------------------------------------------
@@ -193,11 +262,12 @@ def test_app_environment_selects_the_production_stack(services):
         assert env["TECHBANK_DEBUG"].lower() in {"0", "false", "no", "off"}
 
         mongo_url = urlsplit(env["TECHBANK_MONGO_URL"])
-        assert mongo_url.scheme == "mongodb" and mongo_url.netloc == "mongo:27017"
+        assert mongo_url.scheme == "mongodb" and (mongo_url.hostname, mongo_url.port) == ("mongo", 27017)
         assert parse_qs(mongo_url.query).get("replicaSet") == ["rs0"], "transactions need the replica set"
 
         assert env["TECHBANK_KAFKA_BOOTSTRAP"] == "kafka:9092"
-        assert urlsplit(env["CELERY_BROKER_URL"]).netloc == "redis:6379"
+        broker = urlsplit(env["CELERY_BROKER_URL"])
+        assert (broker.hostname, broker.port) == ("redis", 6379)
         assert {"localhost", "127.0.0.1"} <= set(env["TECHBANK_ALLOWED_HOSTS"].split(","))
 
 
@@ -244,8 +314,8 @@ def test_kafka_is_apache_kafka_in_kraft_mode(services):
     assert voters == [f"{node_id}@kafka:9093"]
     assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] == "CONTROLLER"
     listeners = set(env["KAFKA_LISTENERS"].split(","))
-    assert {"PLAINTEXT://:9092", "CONTROLLER://:9093"} <= listeners
-    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    assert {"CLIENT://:9092", "CONTROLLER://:9093"} <= listeners
+    assert env["KAFKA_ADVERTISED_LISTENERS"] == "CLIENT://kafka:9092"
     for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
                 "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"):
         assert env[key] == "1", f"{key}: a single node cannot hold more replicas"
@@ -371,12 +441,12 @@ def test_dockerfile_installs_the_requirements_and_collects_static_files():
     assert re.search(r"TECHBANK_SECRET_KEY=\S+\s+.*manage\.py collectstatic --no-input", text, re.S)
 
 
-def test_gunicorn_pin_agrees_with_requirements():
-    pin = re.search(r"ARG GUNICORN_VERSION=(\S+)", DOCKERFILE.read_text())[1]
-    assert re.fullmatch(r"\d+\.\d+\.\d+", pin)
-    listed = re.search(r"(?im)^gunicorn==(\S+)", REQUIREMENTS.read_text())
-    if listed:
-        assert listed[1] == pin, "requirements.txt and the Dockerfile pin different gunicorn versions"
+def test_the_image_gets_gunicorn_at_the_version_requirements_txt_pins():
+    listed = re.search(r"(?im)^gunicorn==(\S+)$", REQUIREMENTS.read_text())
+    assert listed, "requirements.txt does not pin gunicorn, which the image serves with"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", listed[1])
+    text = DOCKERFILE.read_text()
+    assert not re.search(r"(?i)gunicorn\s*[=<>~]=|GUNICORN_VERSION", text), "the Dockerfile pins gunicorn by itself"
 
 
 def test_dockerfile_environment_is_read_by_settings(settings_text):

@@ -88,8 +88,13 @@ def app_process(args: list[str], env: dict, log: Path):
         stop(process)
 
 
-def manage(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+def manage(env: dict, *args: str, python: str = PYTHON) -> subprocess.CompletedProcess:
+    return subprocess.run([python, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def run_module(tool: str) -> list[str]:
+    """How the stack starts gunicorn and celery by default: this interpreter's `-m`."""
+    return [PYTHON, "-m", tool]
 
 
 class Http:
@@ -112,14 +117,23 @@ class Http:
 
 
 @contextmanager
-def running_stack(tmp: Path, *, mongo_server: str, kafka_bootstrap: str, mysql_server, redis_url: str):
-    """gunicorn and a Celery worker (-B) on the given servers, with a fresh database, topic and queue."""
+def running_stack(tmp: Path, *, mongo_server: str, kafka_bootstrap: str, mysql_server, redis_url: str,
+                  python: str = PYTHON, launcher=run_module, environ: dict | None = None,
+                  mongo_database: str | None = None, settings: dict | None = None):
+    """gunicorn and a Celery worker (-B) on the given servers, with a fresh database, topic and queue.
+
+    `python` runs manage.py, `launcher(tool)` is the command that starts gunicorn or celery, and
+    `environ` (default: this process's) is the environment the stack's settings are added to,
+    `settings` more of them (Kafka's SASL user, say), and `mongo_database` the event store's
+    database (default: a fresh name): tests/e2e/test_clean_install.py runs the stack from a
+    virtualenv of its own, signed in to every server.
+    """
     mysql, new_database = mysql_server
     database_url, mysql_name = new_database()
-    mongo_database = f"techbank_e2e_{uuid.uuid4().hex[:8]}"
+    mongo_database = mongo_database or f"techbank_e2e_{uuid.uuid4().hex[:8]}"
     topic = f"techbank.e2e.{uuid.uuid4().hex[:8]}"
     env = {
-        **os.environ,
+        **(os.environ if environ is None else environ),
         "DATABASE_URL": database_url,
         "TECHBANK_EVENT_STORE": "mongo",
         "TECHBANK_MONGO_URL": f"{mongo_server}/{mongo_database}?retryWrites=false",
@@ -131,8 +145,9 @@ def running_stack(tmp: Path, *, mongo_server: str, kafka_bootstrap: str, mysql_s
         "TECHBANK_CELERY_QUEUE": f"techbank-e2e-{uuid.uuid4().hex[:8]}",  # runs sharing Redis stay apart
         "TECHBANK_SECRET_KEY": "e2e-only-" + uuid.uuid4().hex,
         "DJANGO_SETTINGS_MODULE": "techbank_site.settings",
+        **(settings or {}),
     }
-    migrated = manage(env, "migrate", "--no-input", "-v0")
+    migrated = manage(env, "migrate", "--no-input", "-v0", python=python)
     assert migrated.returncode == 0, migrated.stderr
     made = manage(env, "shell", "-v0", "-c", (
         "from django.contrib.auth import get_user_model\n"
@@ -141,14 +156,14 @@ def running_stack(tmp: Path, *, mongo_server: str, kafka_bootstrap: str, mysql_s
         "user = get_user_model().objects.create_user('e2e-teller')\n"
         "user.groups.add(Group.objects.get(name='Account manager'))  # made by the migrations\n"
         "print(Token.objects.create(user=user).key)"
-    ))
+    ), python=python)
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip().splitlines()[-1]
     port = free_port()
-    web = [PYTHON, "-m", "gunicorn", "techbank_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"]
-    worker = [PYTHON, "-m", "celery", "-A", "techbank_site", "worker", "-B", "--concurrency", "2",
+    web = [*launcher("gunicorn"), "techbank_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"]
+    worker = [*launcher("celery"), "-A", "techbank_site", "worker", "-B", "--concurrency", "2",
               "--loglevel", "INFO", "--schedule", str(tmp / "beat-schedule")]
-    with app_process(web, env, tmp / "web.log"), app_process(worker, env, tmp / "worker.log"):
+    with app_process(web, env, tmp / "web.log") as web_process, app_process(worker, env, tmp / "worker.log") as worker_process:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -165,6 +180,8 @@ def running_stack(tmp: Path, *, mongo_server: str, kafka_bootstrap: str, mysql_s
             "mysql": mysql,
             "mysql_name": mysql_name,
             "logs": tmp,
+            "web": web_process,
+            "worker": worker_process,
         }
 
 

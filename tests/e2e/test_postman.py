@@ -6,7 +6,7 @@
 apikey auth added on the fly, both base URLs pointed at our one server.
 
 Needs `npm install` (node_modules/.bin/newman). Without newman or the compat folder
-these tests skip, except on CI (CI=true), where they fail.
+these tests skip, except on CI (CI set, and not false or 0), where they fail.
 """
 import json
 import os

@@ -104,7 +104,7 @@ def kafka_broker() -> Iterator[str]:
     """The bootstrap address of a Kafka-protocol broker shared by the session's tests.
 
     The broker is configured_broker(). Skipped when it cannot be started, except
-    in CI (CI=true), where that fails.
+    on CI (CI set, and not false or 0), where that fails.
     """
     with ExitStack() as stack:
         try:

@@ -55,6 +55,42 @@ def running_mongo_server() -> Iterator[str]:
             stop(process, 15)
 
 
+@contextmanager
+def running_mongo_server_with_user(user: str, password: str, database: str) -> Iterator[str]:
+    """Yield `mongodb://127.0.0.1:PORT` of a fresh server that requires authentication (--auth),
+    on which `user` (password `password`) may read and write `database`.
+
+    As SecantusDB (and mongod) want it: the user is made on the server started without
+    --auth, which is then started again with it on the same data.
+    """
+    from pymongo import MongoClient
+
+    binary = _find_server_binary()
+    with tempfile.TemporaryDirectory(prefix="techbank-mongo-auth-") as tmp:
+        data_dir = Path(tmp)
+        config = data_dir / "secantusd.toml"
+        config.write_text("")
+
+        def command(port: int, *extra: str) -> list[str]:
+            return [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+                    "--storage-path", str(data_dir / "data"), "--log-level", "WARNING", *extra]
+
+        process, port = start_on_free_port("secantusd-setup", command, ready=lambda port: True,
+                                           data_dir=data_dir, shutdown_seconds=15)
+        try:
+            client = MongoClient(f"mongodb://127.0.0.1:{port}/?retryWrites=false", serverSelectionTimeoutMS=10_000)
+            client[database].command("createUser", user, pwd=password, roles=[{"role": "readWrite", "db": database}])
+            client.close()
+        finally:
+            stop(process, 15)
+        process, port = start_on_free_port("secantusd-auth", lambda port: command(port, "--auth"),
+                                           ready=lambda port: True, data_dir=data_dir, shutdown_seconds=15)
+        try:
+            yield f"mongodb://127.0.0.1:{port}"
+        finally:
+            stop(process, 15)
+
+
 @pytest.fixture(scope="session")
 def mongo_server() -> Iterator[str]:
     """The base URL of a MongoDB-protocol server shared by the session's tests."""

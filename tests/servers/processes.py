@@ -23,10 +23,18 @@ class ServerUnavailable(Exception):
     """A test server could not be found or started."""
 
 
+def ci_forbids_skips(environ=os.environ) -> bool:
+    """True on CI: CI set to anything but empty, false or 0 (runners set true, 1, TRUE, ...).
+
+    The same rule as scripts/is-ci.sh, which the Makefile and scripts/test-mariadb.sh use.
+    """
+    return environ.get("CI", "").lower() not in {"", "false", "0"}
+
+
 def unavailable(reason: str):
-    """Skip locally; with CI=true a missing service must fail, never pass as a skip."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: a missing service is a failure, not a skip)", pytrace=False)
+    """Skip locally; on CI a missing service must fail, never pass as a skip."""
+    if ci_forbids_skips():
+        pytest.fail(f"{reason} (CI={os.environ['CI']}: a missing service is a failure, not a skip)", pytrace=False)
     pytest.skip(reason)
 
 

@@ -2,6 +2,7 @@ import threading
 import time
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
 from techbank_site import bootstrap
 
@@ -41,3 +42,38 @@ def test_threads_asking_for_the_event_store_at_once_all_get_the_one_store_built(
         thread.join(10)
     assert len(slow_to_build_store) == 1
     assert len(got) == threads_at_once and all(store is slow_to_build_store[0] for store in got)
+
+
+@pytest.fixture
+def kafka_settings(settings):
+    settings.TECHBANK_KAFKA_SECURITY_PROTOCOL = "SASL_PLAINTEXT"
+    settings.TECHBANK_KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
+    settings.TECHBANK_KAFKA_USERNAME = "techbank"
+    settings.TECHBANK_KAFKA_PASSWORD = "secret"
+    return settings
+
+
+def test_with_sasl_configured_every_kafka_client_gets_the_mechanism_and_the_user(kafka_settings):
+    assert bootstrap.kafka_authentication() == {
+        "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "techbank", "sasl_plain_password": "secret",
+    }
+
+
+def test_plaintext_kafka_needs_no_user(settings):
+    settings.TECHBANK_KAFKA_SECURITY_PROTOCOL = "PLAINTEXT"
+    assert bootstrap.kafka_authentication() == {}
+
+
+def test_sasl_without_a_password_is_refused_with_what_to_set(kafka_settings):
+    kafka_settings.TECHBANK_KAFKA_PASSWORD = ""
+    with pytest.raises(ImproperlyConfigured, match="TECHBANK_KAFKA_USERNAME and TECHBANK_KAFKA_PASSWORD"):
+        bootstrap.kafka_authentication()
+
+
+@pytest.mark.parametrize("setting, value", [("TECHBANK_KAFKA_SECURITY_PROTOCOL", "SASL"),
+                                            ("TECHBANK_KAFKA_SASL_MECHANISM", "GSSAPI")])
+def test_an_unknown_kafka_protocol_or_mechanism_is_refused_with_the_choices(kafka_settings, setting, value):
+    setattr(kafka_settings, setting, value)
+    with pytest.raises(ValueError, match=f"{setting}='{value}' is not one of"):
+        bootstrap.kafka_authentication()
