@@ -149,9 +149,8 @@ class Bank(RuleBasedStateMachine):
         if self.issue(commands.CloseAccount(account_id), expected_refusal(before)):
             self.model[account_id] = replace(before, closed=True, version=before.version + 1)
 
-    @rule(kind=st.sampled_from(["deposit", "withdraw", "close"]), amount=everyday_amounts)
-    def act_on_an_unknown_account(self, kind, amount):
-        unknown = uuid.uuid4()
+    @rule(kind=st.sampled_from(["deposit", "withdraw", "close"]), unknown=st.uuids(), amount=everyday_amounts)
+    def act_on_an_unknown_account(self, kind, unknown, amount):
         command = {
             "deposit": commands.DepositFunds(unknown, amount),
             "withdraw": commands.WithdrawFunds(unknown, amount),
