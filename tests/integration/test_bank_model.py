@@ -184,18 +184,20 @@ class Bank(RuleBasedStateMachine):
 
     def check_accounts(self, account_ids: list[uuid.UUID]) -> None:
         """Loaded afresh (from a snapshot, and by a full replay), and in the read model, each equals the model."""
-        from_snapshots = bootstrap.account_repository()
-        full_replay = BankAccountRepository(self.store)  # no snapshots
+        loads = {
+            "through its snapshot": bootstrap.account_repository(),
+            "by a full replay": BankAccountRepository(self.store),  # no snapshots
+        }
         summaries = {s.id: s for s in AccountSummary.objects.filter(id__in=account_ids)}
         ledgers: dict[uuid.UUID, list] = {account_id: [] for account_id in account_ids}
         for entry in LedgerEntry.objects.filter(account_id__in=account_ids).order_by("account_id", "version"):
             ledgers[entry.account_id].append(entry)
         for account_id in account_ids:
             expected = self.model[account_id]
-            for repository in (from_snapshots, full_replay):
+            for how, repository in loads.items():
                 account = repository.get(account_id)
                 loaded = ModelAccount(account.holder, account.account_type, account.balance, account.is_closed, account.version)
-                assert loaded == expected, f"{account_id} loaded by {repository}"
+                assert loaded == expected, f"{account_id} loaded {how}"
             summary = summaries[account_id]
             closed = {AccountStatus.OPEN: False, AccountStatus.CLOSED: True}[summary.status]
             shown = ModelAccount(summary.holder, summary.account_type, summary.balance, closed, summary.version)
