@@ -79,11 +79,13 @@ class InMemorySnapshotStore(SnapshotStore):
 
     def get(self, stream_id):
         with self._lock:
-            return self._snapshots.get(stream_id)
+            stored = self._snapshots.get(stream_id)
+        # A copy, as a database hands out: a caller that changes what it loaded must not change the store.
+        return None if stored is None else _copy(stored)
 
     def save(self, snapshot):
         # Stored as given: a snapshot is frozen, but its state is a dict, so copy it.
-        snapshot = Snapshot(snapshot.stream_id, snapshot.version, snapshot.schema, copy.deepcopy(snapshot.state))
+        snapshot = _copy(snapshot)
         with self._lock:
             stored = self._snapshots.get(snapshot.stream_id)
             if stored is None or stored.version <= snapshot.version:
@@ -92,3 +94,7 @@ class InMemorySnapshotStore(SnapshotStore):
     def delete(self, stream_id):
         with self._lock:
             self._snapshots.pop(stream_id, None)
+
+
+def _copy(snapshot: Snapshot) -> Snapshot:
+    return Snapshot(snapshot.stream_id, snapshot.version, snapshot.schema, copy.deepcopy(snapshot.state))

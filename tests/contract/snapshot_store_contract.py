@@ -73,12 +73,20 @@ class SnapshotStoreContract:
         assert snapshots.get(account) == snapshot(account, 100)
         assert snapshots.get(other) == snapshot(other, 200)
 
-    def test_changing_a_loaded_state_does_not_change_the_stored_snapshot(self, snapshots):
+    def test_changing_a_saved_state_afterwards_does_not_change_the_stored_snapshot(self, snapshots):
         account = stream()
         state = {"balance": "1.00", "handled_requests": []}
         snapshots.save(Snapshot(account, 1, "s", state))
         state["balance"] = "2.00"
         state["handled_requests"].append(["teller", "k", "t"])
+        assert snapshots.get(account).state == {"balance": "1.00", "handled_requests": []}
+
+    def test_changing_a_loaded_state_does_not_change_the_stored_snapshot(self, snapshots):
+        account = stream()
+        snapshots.save(Snapshot(account, 1, "s", {"balance": "1.00", "handled_requests": []}))
+        loaded = snapshots.get(account).state
+        loaded["balance"] = "2.00"
+        loaded["handled_requests"].append(["teller", "k", "t"])
         assert snapshots.get(account).state == {"balance": "1.00", "handled_requests": []}
 
     def test_racing_savers_leave_the_latest_snapshot(self, snapshots):

@@ -1,7 +1,7 @@
 import threading
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 from pymongo import monitoring
@@ -113,21 +113,27 @@ def test_a_reader_resuming_after_its_last_position_misses_no_concurrent_append(s
 def test_an_append_that_keeps_meeting_write_conflicts_gives_up_as_a_conflict_and_stores_nothing(store, monkeypatch):
     account = stream()
     store.append(account, 0, [new_event()])
+    # The store's own clock, which only the lost attempts move: one second each. Its limit, not
+    # pymongo's own (120 s of real time), must be what ends the retries.
+    clock = SimpleNamespace(now=0.0)
+    attempts_at = []
 
     def lose_to_another_writer(*args):
+        attempts_at.append(clock.now)
+        clock.now += 1.0
         # What the server answers a transaction that lost the position counter to another append.
         raise OperationFailure(
             "WriteConflict", code=112, details={"codeName": "WriteConflict", "errorLabels": ["TransientTransactionError"]}
         )
 
-    monkeypatch.setattr(mongo, "WRITE_CONFLICT_SECONDS", 0.2)
+    monkeypatch.setattr(mongo, "WRITE_CONFLICT_SECONDS", 3.0)
+    monkeypatch.setattr(mongo, "time", SimpleNamespace(monotonic=lambda: clock.now))
     monkeypatch.setattr(store, "_new_document", lose_to_another_writer)
 
-    started = time.monotonic()
     with pytest.raises(ConcurrencyConflict):
         store.append(account, 1, [new_event()])
 
-    assert time.monotonic() - started < 5  # not pymongo's own 120 s
+    assert attempts_at == [0.0, 1.0, 2.0, 3.0]  # retried while within its limit, then no more
     monkeypatch.undo()
     assert [e.version for e in store.load_stream(account)] == [1]
     assert len(store.unpublished()) == 1

@@ -3,8 +3,10 @@ from decimal import Decimal
 
 import pytest
 
+from accounts.adapters.repository import aggregate_schema
 from eventstore.models import SnapshotRecord
 from techbank_site import bootstrap
+from tests.aggregate_code import edit_aggregate_code  # noqa: F401 (fixture)
 from tests.integration.test_concurrent_commands import race
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,6 +49,25 @@ def test_a_tampered_snapshot_is_ignored_and_replaced(api):
     response = api.post(f"/api/accounts/{account_id}/withdrawals", {"amount": "6.00"}, format="json")
     assert response.status_code == 409 and response.json()["code"] == "insufficient_funds"
     assert SnapshotRecord.objects.get(stream_id=account_id).state["balance"] == "5.00"
+
+
+def test_a_snapshot_written_before_the_aggregates_code_changed_is_replayed_past_and_replaced(api, edit_aggregate_code):
+    account_id = open_account(api)
+    for _ in range(EVERY):
+        api.post(f"/api/accounts/{account_id}/deposits", {"amount": "1.00"}, format="json")
+    # Well formed, but not what the events say: what older code might have made of them.
+    written = SnapshotRecord.objects.get(stream_id=account_id)
+    SnapshotRecord.objects.filter(stream_id=account_id).update(state={**written.state, "balance": "1000000.00"})
+    # The same code trusts it: its balance, plus the deposit after it (6 events, a snapshot at 5).
+    assert bootstrap.account_repository().get(account_id).balance == Decimal("1000001.00")
+
+    edit_aggregate_code()
+    bootstrap.reset()  # a new process running the new release
+    response = api.post(f"/api/accounts/{account_id}/withdrawals", {"amount": "6.00"}, format="json")
+    assert response.status_code == 409 and response.json()["code"] == "insufficient_funds"
+    replacement = SnapshotRecord.objects.get(stream_id=account_id)
+    assert (replacement.schema, replacement.state["balance"]) == (aggregate_schema(), "5.00")
+    assert replacement.schema != written.schema
 
 
 def test_racing_commands_with_frequent_snapshots_all_succeed_and_add_up(api):

@@ -1,8 +1,9 @@
 """The event-store contract against the SQL backend, on whichever database the
 run is configured for: SQLite by default, MariaDB/MySQL or PostgreSQL through
 DATABASE_URL (scripts/test-mariadb.sh)."""
+import inspect
+import sys
 import threading
-import time
 import uuid
 
 import pytest
@@ -13,10 +14,49 @@ from eventstore.backends.django_orm import DjangoEventStore
 from eventstore.models import StoredEventRecord
 from eventstore.store import ConcurrencyConflict
 from tests.contract.event_store_contract import EventStoreContract, new_event, stream
+from tests.waiting import wait_until
 
 
 class _RolledBack(Exception):
     pass
+
+
+def _line_of(function, text: str) -> int:
+    lines, first = inspect.getsourcelines(function)
+    [offset] = [n for n, line in enumerate(lines) if text in line]
+    return first + offset
+
+
+# Where an append waits for SQLite's write lock: its BEGIN IMMEDIATE.
+_APPEND_ONCE = DjangoEventStore._append_once.__code__
+_BEGIN_LINE = _line_of(DjangoEventStore._append_once, "cursor.execute(sql.begin)")
+
+
+def writers_waiting_for_a_lock(writers: list[threading.Thread]) -> int:
+    """How many of `writers` the database holds waiting for a lock another transaction has."""
+    if connection.vendor == "mysql":
+        # The server's own list of statements in progress: an INSERT into the store while another
+        # transaction holds the same key cannot finish (InnoDB does not list all of these as LOCK WAIT).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+                " WHERE DB = DATABASE() AND ID <> CONNECTION_ID() AND INFO LIKE %s",
+                ["INSERT INTO `event_store` %"],
+            )
+            return cursor.fetchone()[0]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return cursor.fetchone()[0]
+    # SQLite shows no waiters: a writer in its BEGIN IMMEDIATE while another transaction writes is one.
+    frames = sys._current_frames()
+    return sum(
+        1 for writer in writers
+        if (frame := frames.get(writer.ident)) is not None
+        and frame.f_code is _APPEND_ONCE and frame.f_lineno == _BEGIN_LINE
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -56,8 +96,9 @@ class TestDjangoEventStore(EventStoreContract):
 
     def test_writers_waiting_on_an_append_that_rolls_back_settle_as_one_win_and_conflicts(self, store):
         """On InnoDB, writers queued behind an uncommitted row at the same
-        (stream_id, version) deadlock (error 1213) when its transaction rolls
-        back: the victim must come out as a conflict, never as a crash."""
+        (stream_id, version) may deadlock (error 1213) when its transaction rolls
+        back: the victim must come out as a conflict, never as a crash. (MariaDB
+        10.11 here settles them without one; either way the writers must have waited.)"""
         account = stream()
         store.append(account, 0, [new_event()])
         holding, release = threading.Event(), threading.Event()
@@ -98,7 +139,9 @@ class TestDjangoEventStore(EventStoreContract):
         threads = [threading.Thread(target=write) for _ in range(writers)]
         for t in threads:
             t.start()
-        time.sleep(0.5)  # let the writers queue on the held key
+        # Released only once every writer waits on the held key: the path this test is about.
+        wait_until(lambda: writers_waiting_for_a_lock(threads) == writers, seconds=30,
+                   failure=lambda: f"{writers_waiting_for_a_lock(threads)} of {writers} writers waiting for the lock")
         release.set()
         for t in [holder, *threads]:
             t.join()
