@@ -83,9 +83,12 @@ near_the_limit = st.decimals(min_value=MAX_AMOUNT - 1000, max_value=MAX_AMOUNT, 
 bad_amounts = st.sampled_from([Decimal("0.00"), Decimal("-0.01"), Decimal("0.001"), MAX_AMOUNT + CENT])
 amounts = st.one_of(st.just(CENT), everyday_amounts, near_the_limit, money, bad_amounts)
 opening_balances = st.one_of(st.just(Decimal("0.00")), everyday_amounts, near_the_limit)
+# Control characters, lone surrogates and invisible format characters (Cf: bidirectional
+# overrides, zero-width characters) are refused in holders; everything else printable is a name.
 holders = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cc", "Cs")), min_size=1, max_size=30
+    st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Cf")), min_size=1, max_size=30
 ).filter(lambda text: text.strip())
+format_characters = st.characters(categories=("Cf",), codec="utf-8")
 
 
 class Bank(RuleBasedStateMachine):
@@ -119,6 +122,10 @@ class Bank(RuleBasedStateMachine):
         self.model[account.id] = ModelAccount(holder.strip(), account_type, opening_balance)
         self.acted_on = account.id
         return account.id
+
+    @rule(holder=holders, hidden=format_characters)
+    def open_account_with_an_invisible_character_in_the_holder(self, holder, hidden):
+        self.issue(commands.OpenAccount(holder + hidden, "SAVINGS", Decimal("0.00")), errors.InvalidHolder)
 
     @rule(opening_balance=st.sampled_from([Decimal("-0.01"), Decimal("0.001"), MAX_AMOUNT + CENT]))
     def open_account_with_a_bad_opening_balance(self, opening_balance):
