@@ -25,6 +25,7 @@ from pymongo.errors import OperationFailure
 
 from eventstore.backends.mongo import MongoEventStore
 from techbank_site import bootstrap
+from tests.integration.test_relay_lock import UNUSED_TRANSPORT
 from tests.contract.event_store_contract import new_event, stream
 from tests.contract.event_transport_contract import account, group, make_event, receive
 from tests.servers.kafka import kafka_broker  # noqa: F401  (the session's broker, a pytest fixture)
@@ -65,7 +66,7 @@ def broker_url(settings, redis_requiring_password):
 
 def test_the_relay_lock_and_nudges_work_on_a_redis_that_wants_the_password_the_broker_url_carries(broker_url):
     broker_url(PASSWORD)
-    lock = bootstrap.relay_lock()
+    lock = bootstrap.relay_lock(UNUSED_TRANSPORT)
     assert lock.acquire(blocking=False)
     lock.release()
     listener = bootstrap.relay_nudges().listen()
@@ -81,7 +82,7 @@ def test_the_relay_lock_and_nudges_work_on_a_redis_that_wants_the_password_the_b
 def test_without_the_right_password_redis_refuses_the_relay(broker_url, password):
     broker_url(password)
     with pytest.raises(redis.AuthenticationError):
-        bootstrap.relay_lock().acquire(blocking=False)
+        bootstrap.relay_lock(UNUSED_TRANSPORT).acquire(blocking=False)
     with pytest.raises(redis.AuthenticationError):
         bootstrap.relay_nudges().nudge()
 
