@@ -2,9 +2,11 @@
 import random
 import threading
 import uuid
+from decimal import Decimal
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.models import Count
@@ -332,6 +334,20 @@ def test_a_rebuild_finishes_while_commands_and_the_consumer_run_and_equals_the_e
     accounts = [open_account_with_deposits(api, f"Busy {n}", deposits=2) for n in range(20)]
     monkeypatch.setattr(replay, "REPLAY_BATCH_SIZE", 10)  # many batches: the bank works between them
     progress_calls = []
+    opened_just_before_the_swap = []
+    catch_up = rebuild._catch_up
+
+    def catch_up_then_open_an_account(tables, *args):
+        """After the last catch-up before the swap, the live projection puts an account in the old tables only."""
+        caught_up = catch_up(tables, *args)
+        if tables == rebuild.COPY_TABLES and not connection.in_atomic_block and not opened_just_before_the_swap:
+            from accounts.domain.commands import OpenAccount
+
+            account = bootstrap.command_bus().handle(OpenAccount(holder="Late", account_type="SAVINGS", opening_balance="3.00"))
+            opened_just_before_the_swap.append(str(account.id))
+        return caught_up
+
+    monkeypatch.setattr(rebuild, "_catch_up", catch_up_then_open_an_account)
 
     with BusyBank(accounts) as bank:
         bank.wait_for_commands(5)
@@ -347,5 +363,49 @@ def test_a_rebuild_finishes_while_commands_and_the_consumer_run_and_equals_the_e
     assert not bank.errors, bank.errors
     assert len(progress_calls) > 2 and events >= sum(progress_calls)
     assert differing_accounts() == []
-    assert AccountSummary.objects.count() == len(set(bank.account_ids))
+    assert AccountSummary.objects.count() == len(set(bank.account_ids)) + 1
+    assert AccountSummary.objects.get(id=opened_just_before_the_swap[0]).balance == Decimal("3.00")
+
+
+@pytest.mark.skipif(
+    settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
+    reason="SQLite serialises writers (IMMEDIATE transactions): two projectors cannot both find an account missing",
+)
+def test_a_projection_that_loses_the_race_for_a_new_account_takes_it_as_already_applied(api, monkeypatch):
+    from projections import services
+
+    account_id = open_account_with_deposits(api, "Raced", deposits=2)
+    AccountSummary.objects.filter(id=account_id).delete()
+    LedgerEntry.objects.filter(account_id=account_id).delete()
+    store = bootstrap.event_store()
+    events = store.load_stream(account_id)
+    unapplied = services._unapplied
+    rival_done = []
+
+    def rival_projects_first(*args):
+        """Between our look for the account (none) and our insert, another projector inserts and commits it."""
+        pending = unapplied(*args)
+        if not rival_done:
+            rival_done.append("started")
+            rival = threading.Thread(target=_project_on_own_connection, args=(events, store, rival_done))
+            rival.start()
+            rival.join(timeout=60)
+            assert rival_done[-1] == 3, rival_done
+        return pending
+
+    monkeypatch.setattr(services, "_unapplied", rival_projects_first)
+    assert services.project_events(events=events, event_store=store) == 0  # the rival's rows stand
+    assert AccountSummary.objects.get(id=account_id).balance == Decimal("13.00")
+    assert differing_accounts() == []
+
+
+def _project_on_own_connection(events, store, report):
+    from projections.services import project_events
+
+    try:
+        report.append(project_events(events=events, event_store=store))
+    except BaseException as error:
+        report.append(error)
+    finally:
+        connection.close()
 
