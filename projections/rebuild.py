@@ -177,6 +177,7 @@ def _rebuild_blue_green(event_store: EventStore, progress: _JobProgress) -> None
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.in_atomic_block:
         raise RuntimeError("a rebuild runs short transactions of its own: call it outside a transaction")
+    progress.beat()  # still ours: a job declared abandoned must not touch another's tables
     tables = _vendor_tables(connection)
     tables.drop(COPY_TABLES)  # what a rebuild that died left behind
     tables.drop(RETIRED_TABLES)
@@ -190,6 +191,8 @@ def _rebuild_blue_green(event_store: EventStore, progress: _JobProgress) -> None
             if caught_up < CATCH_UP_QUIET:
                 break
         tables.swap_in(event_store, position, progress)
+    except RebuildAbandoned:
+        raise  # the copies are the next rebuild's now
     except BaseException:
         try:
             tables.drop(COPY_TABLES)
