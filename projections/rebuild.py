@@ -250,7 +250,7 @@ def _catch_up(
 
 
 def _catch_up_accounts_further_along(
-    *, target: ReadModelTables, reference: ReadModelTables, event_store: EventStore
+    *, target: ReadModelTables, reference: ReadModelTables, event_store: EventStore, progress: _JobProgress
 ) -> int:
     """Catch up, in `target`, every account that `reference` holds at a later version (or at all); returns how many.
 
@@ -265,7 +265,9 @@ def _catch_up_accounts_further_along(
             f"LEFT JOIN {quote(target.summary)} t ON t.id = r.id WHERE t.id IS NULL OR t.version < r.version"
         )
         behind = cursor.fetchall()
-    for account_id, version in behind:
+    for done, (account_id, version) in enumerate(behind, start=1):
+        if done % 1_000 == 0:
+            progress.beat()
         stream_id = str(UUID(str(account_id)))
         events = event_store.load_stream(stream_id, after_version=version)
         if events:
@@ -304,7 +306,9 @@ class _SqliteTables:
         # projection runs between the last catch-up and the swap.
         with transaction.atomic(using=self.connection.alias):
             _catch_up(COPY_TABLES, event_store, position, progress)
-            _catch_up_accounts_further_along(target=COPY_TABLES, reference=LIVE_TABLES, event_store=event_store)
+            _catch_up_accounts_further_along(
+                target=COPY_TABLES, reference=LIVE_TABLES, event_store=event_store, progress=progress
+            )
             with self.connection.cursor() as cursor:
                 for live, copy in ((LIVE_TABLES.summary, COPY_TABLES.summary), (LIVE_TABLES.ledger, COPY_TABLES.ledger)):
                     cursor.execute(
@@ -358,7 +362,9 @@ class _MysqlTables:
         # The live projection wrote the old tables until the swap: what it applied
         # there after the last catch-up is applied to the new ones now, beside it.
         _catch_up(LIVE_TABLES, event_store, position, progress)
-        _catch_up_accounts_further_along(target=LIVE_TABLES, reference=RETIRED_TABLES, event_store=event_store)
+        _catch_up_accounts_further_along(
+            target=LIVE_TABLES, reference=RETIRED_TABLES, event_store=event_store, progress=progress
+        )
         self.drop(RETIRED_TABLES)
 
     def drop(self, tables: ReadModelTables) -> None:
