@@ -31,6 +31,7 @@ A job whose process died stops beating; after ABANDONED_AFTER another may
 start, and the old one, if it wakes, finds it no longer owns the job and stops.
 """
 import logging
+import time
 from datetime import timedelta
 from itertools import islice
 from typing import Callable
@@ -304,6 +305,7 @@ class _SqliteTables:
     def swap_in(self, event_store: EventStore, position: int, progress: _JobProgress) -> None:
         # IMMEDIATE (settings.SQLITE_OPTIONS): the write lock from the start, so no
         # projection runs between the last catch-up and the swap.
+        started = time.monotonic()
         with transaction.atomic(using=self.connection.alias):
             _catch_up(COPY_TABLES, event_store, position, progress)
             _catch_up_accounts_further_along(
@@ -320,6 +322,7 @@ class _SqliteTables:
                     cursor.execute(f"ALTER TABLE {self.quote(copy)} RENAME TO {self.quote(live)}")
                     for create_index in indexes:  # under their own names, now free again
                         cursor.execute(create_index)
+        logger.info("rebuild: swapped in; writers waited for %.2f s", time.monotonic() - started)
 
     def drop(self, tables: ReadModelTables) -> None:
         with self.connection.cursor() as cursor:
@@ -345,6 +348,7 @@ class _MysqlTables:
             f"{q(LIVE_TABLES.ledger)} TO {q(RETIRED_TABLES.ledger)}, "
             f"{q(COPY_TABLES.ledger)} TO {q(LIVE_TABLES.ledger)}"
         )
+        started = time.monotonic()
         with self.connection.cursor() as cursor:
             cursor.execute("SET SESSION lock_wait_timeout = %s", [SWAP_LOCK_WAIT_SECONDS])
             try:
@@ -359,6 +363,7 @@ class _MysqlTables:
                         progress.beat()
             finally:
                 cursor.execute("SET SESSION lock_wait_timeout = DEFAULT")
+        logger.info("rebuild: swapped in (the RENAME took %.2f s)", time.monotonic() - started)
         # The live projection wrote the old tables until the swap: what it applied
         # there after the last catch-up is applied to the new ones now, beside it.
         _catch_up(LIVE_TABLES, event_store, position, progress)
