@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from eventstore.models import OutboxEntry, StoredEventRecord
-from projections.models import AccountSummary, LedgerEntry
+from projections.models import AccountSummary, LedgerEntry, RebuildJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -188,6 +188,7 @@ ID_ROUTES = [
     ("POST", f"/api/accounts/{ACCOUNT}/close", None),
     ("GET", f"/api/accounts/{ACCOUNT}/events", None),
     ("GET", f"/api/accounts/{ACCOUNT}/transactions", None),
+    ("GET", f"/api/rebuilds/{ACCOUNT}", None),
 ]
 
 
@@ -206,6 +207,7 @@ WRITE_ROUTES = [
     ("DELETE", f"/api/v1/closeBankAccount/{ACCOUNT}", None),
     ("POST", f"/api/accounts/{ACCOUNT}/close", None),
     ("POST", "/api/v1/restoreReadDb", None),
+    ("POST", "/api/rebuilds/", None),
 ]
 
 
@@ -279,6 +281,7 @@ def stored_state() -> tuple:
         OutboxEntry.objects.count(),
         list(AccountSummary.objects.order_by("id").values()),
         LedgerEntry.objects.count(),
+        RebuildJob.objects.count(),
     )
 
 
