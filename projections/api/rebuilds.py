@@ -28,6 +28,9 @@ class RebuildJobSerializer(serializers.Serializer):
     accounts = serializers.IntegerField(allow_null=True, help_text="Accounts in the rebuilt read model, once it succeeded.")
     requested_by = serializers.CharField()
     started_at = serializers.DateTimeField()
+    heartbeat_at = serializers.DateTimeField(
+        help_text="Its last sign of progress; one silent for 2 minutes was abandoned (the next start marks it failed)."
+    )
     finished_at = serializers.DateTimeField(allow_null=True)
     error = serializers.CharField(help_text="Why it failed; empty otherwise.")
 

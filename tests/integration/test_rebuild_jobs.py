@@ -41,6 +41,10 @@ def test_a_rebuild_started_through_the_api_answers_202_and_can_be_watched_to_its
     assert started.status_code == 202, started.content
     job = started.json()
     assert started["Location"] == f"http://testserver/api/rebuilds/{job['id']}"
+    assert set(job) == {
+        "id", "status", "events_done", "events_total", "accounts", "requested_by", "started_at", "heartbeat_at",
+        "finished_at", "error",
+    }
     assert (job["status"], job["requested_by"], job["finished_at"], job["error"]) == ("RUNNING", "teller", None, "")
     wait_for_the_rebuild_thread(job["id"])
     watched = api.get(started["Location"])
