@@ -186,12 +186,13 @@ def _rebuild_blue_green(event_store: EventStore, progress: _JobProgress) -> None
     try:
         replay = Replay()
         progress.expect(event_store.count_events())
-        position = _replay_into(COPY_TABLES, replay, event_store, progress)
-        for _ in range(CATCH_UP_ROUNDS):
-            caught_up, position = _catch_up(COPY_TABLES, event_store, position, progress)
-            if caught_up < CATCH_UP_QUIET:
-                break
-        tables.swap_in(event_store, position, progress)
+        with sqlite_page_cache():  # the replay's inserts, and on SQLite the swap's index builds
+            position = _replay_into(COPY_TABLES, replay, event_store, progress)
+            for _ in range(CATCH_UP_ROUNDS):
+                caught_up, position = _catch_up(COPY_TABLES, event_store, position, progress)
+                if caught_up < CATCH_UP_QUIET:
+                    break
+            tables.swap_in(event_store, position, progress)
     except RebuildAbandoned:
         raise  # the copies are the next rebuild's now
     except BaseException:
@@ -209,26 +210,25 @@ def _rebuild_blue_green(event_store: EventStore, progress: _JobProgress) -> None
 def _replay_into(tables: ReadModelTables, replay: Replay, event_store: EventStore, progress: _JobProgress) -> int:
     """Replay the whole store into `tables` (empty), a batch per transaction; returns the position it reached."""
     ledger = ledger_writer(tables)
-    with sqlite_page_cache():
-        # With a database server, the store is read, replayed and made into rows a batch
-        # ahead, in a thread of its own (with a connection of its own), while the server
-        # writes the batch before: their work overlaps (MariaDB: 15% faster). SQLite writes
-        # in this process, mostly holding the GIL: a thread would only compete (20% slower).
-        batches = ((ledger.rows(entries), replayed) for entries, replayed in replay.batches(event_store))
-        if ledger.connection.vendor != "sqlite":
-            batches = read_ahead(batches)
-        for rows, replayed in batches:
-            with transaction.atomic():
-                ledger.execute(rows)
-            progress.advance(replayed)
+    # With a database server, the store is read, replayed and made into rows a batch
+    # ahead, in a thread of its own (with a connection of its own), while the server
+    # writes the batch before: their work overlaps (MariaDB: 15% faster). SQLite writes
+    # in this process, mostly holding the GIL: a thread would only compete (20% slower).
+    batches = ((ledger.rows(entries), replayed) for entries, replayed in replay.batches(event_store))
+    if ledger.connection.vendor != "sqlite":
+        batches = read_ahead(batches)
+    for rows, replayed in batches:
         with transaction.atomic():
-            ledger.write(replay.fill_gaps(event_store))
-        projected = replay.projected()
-        summaries = summary_writer(tables)
-        for start in range(0, len(projected), REPLAY_BATCH_SIZE):
-            with transaction.atomic():
-                summaries.write(projected[start : start + REPLAY_BATCH_SIZE])
-            progress.beat()
+            ledger.execute(rows)
+        progress.advance(replayed)
+    with transaction.atomic():
+        ledger.write(replay.fill_gaps(event_store))
+    projected = replay.projected()
+    summaries = summary_writer(tables)
+    for start in range(0, len(projected), REPLAY_BATCH_SIZE):
+        with transaction.atomic():
+            summaries.write(projected[start : start + REPLAY_BATCH_SIZE])
+        progress.beat()
     for failure in replay.poison:
         dead_letters.dead_letter_event(event=failure.event, cause=failure.cause, source=DeadLetterSource.REBUILD)
     return replay.position
