@@ -83,7 +83,7 @@ def main() -> None:
     from tqdm import tqdm
 
     from eventstore.models import StoredEventRecord
-    from projections.services import rebuild_read_model
+    from projections.rebuild import rebuild_read_model
     from techbank_site import bootstrap
 
     call_command("migrate", verbosity=0)

@@ -1,4 +1,6 @@
 """Read models. Written only by projectors; can be dropped and rebuilt at any time."""
+import uuid
+
 from django.db import models
 
 
@@ -115,3 +117,36 @@ class DeadLetter(models.Model):
     def __str__(self) -> str:
         what = f"{self.event_type} v{self.version}" if self.event_type else "undecodable message"
         return f"{what} ({self.reason_type})"
+
+
+# Not a read model either: the record of rebuilds, their progress and how they ended.
+
+
+class RebuildStatus(models.TextChoices):
+    RUNNING = "RUNNING", "Running"
+    SUCCEEDED = "SUCCEEDED", "Succeeded"
+    FAILED = "FAILED", "Failed"
+
+
+class RebuildJob(models.Model):
+    """A rebuild of the read model (projections.rebuild): who asked, how far it got, how it ended."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    status = models.CharField(max_length=16, choices=RebuildStatus.choices, default=RebuildStatus.RUNNING)
+    # True while it runs, NULL once it ended: unique, so a second one cannot start (NULLs never collide).
+    running = models.BooleanField(null=True, unique=True, default=True, editable=False)
+    requested_by = models.CharField(max_length=150, blank=True)
+    events_done = models.PositiveBigIntegerField(default=0, help_text="Events replayed so far, catch-up included.")
+    events_total = models.PositiveBigIntegerField(default=0, help_text="Events in the store (it may grow meanwhile).")
+    accounts = models.PositiveIntegerField(null=True, blank=True, help_text="Accounts in the rebuilt read model.")
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField(help_text="Last sign of progress; a job silent for long was abandoned.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        verbose_name = "read model rebuild"
+
+    def __str__(self) -> str:
+        return f"rebuild {self.id} ({self.status})"

@@ -4,7 +4,7 @@ from uuid import UUID
 
 from django.db.models import QuerySet
 
-from projections.models import AccountStatus, AccountSummary, DeadLetter, DeadLetterStatus, LedgerEntry
+from projections.models import AccountStatus, AccountSummary, DeadLetter, DeadLetterStatus, LedgerEntry, RebuildJob
 
 
 def account_get(*, account_id: UUID) -> AccountSummary | None:
@@ -44,3 +44,11 @@ def ledger_list(*, account_id: UUID) -> QuerySet[LedgerEntry]:
 
 def dead_letters_pending_count() -> int:
     return DeadLetter.objects.filter(status=DeadLetterStatus.PENDING).count()
+
+
+def rebuild_job_get(*, rebuild_id: str) -> RebuildJob | None:
+    """The rebuild with this id, or None (also for an id that is not a UUID)."""
+    try:
+        return RebuildJob.objects.filter(id=UUID(rebuild_id)).first()
+    except ValueError:
+        return None

@@ -1,18 +1,17 @@
-"""Services that write the read side: live projection, setting poison events aside, retry, rebuild."""
+"""Services that write the read side: live projection, setting poison events aside, retry.
+
+Rebuilding is in projections.rebuild, verifying in projections.verification;
+both replay the store through projections.replay.
+"""
 import logging
-import queue
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import partial
-from itertools import groupby, islice
+from itertools import groupby
 from operator import attrgetter
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence, TypeVar
 from uuid import UUID
 
-from django.db import DEFAULT_DB_ALIAS, DataError, Error, connections, transaction
-from django.db.models import Count, OuterRef, Subquery
+from django.db import DEFAULT_DB_ALIAS, DataError, Error, IntegrityError, OperationalError, connections, transaction
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
@@ -24,15 +23,27 @@ from projections.models import AccountSummary, DeadLetter, DeadLetterSource, Dea
 from projections.projectors import LedgerRow, apply_event
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
-# How many events a replay (rebuild, verification) reads from the store and writes at a time.
-REPLAY_BATCH_SIZE = 10_000
-# The page cache of a replay's SQLite connection, in KiB (its memory grows by up to that much).
-SQLITE_REPLAY_CACHE_KIB = 128 * 1024
 # How many summaries one query locks: a batch from the topic may hold thousands of accounts.
 LOCK_CHUNK_SIZE = 1_000
 SUMMARY_FIELDS = ("holder", "account_type", "balance", "status", "opened_at", "closed_at", "version")
 LEDGER_COLUMNS = ("account", "version", "event_id", "kind", "amount", "balance_after", "occurred_at")
+# How often a projection that lost a race to another projector of the same
+# account is tried again (MySQL/MariaDB: a duplicate first row, or a deadlock).
+RACE_ATTEMPTS = 5
+MYSQL_DEADLOCK = 1213
+
+
+@dataclass(frozen=True)
+class ReadModelTables:
+    """The tables a projection writes: the live read model's, or a rebuild's copies beside them."""
+
+    summary: str
+    ledger: str
+
+
+LIVE_TABLES = ReadModelTables(summary=AccountSummary._meta.db_table, ledger=LedgerEntry._meta.db_table)
 
 # A write of the read rows that fails with one of these failed because of the
 # event's values (a number too large for its column, say). Any other database
@@ -71,26 +82,59 @@ def project_events(*, events: Sequence[StoredEvent], event_store: EventStore) ->
     return applied
 
 
-def project_stream(*, stream_id: str, events: Sequence[StoredEvent], event_store: EventStore) -> int:
+def project_stream(
+    *, stream_id: str, events: Sequence[StoredEvent], event_store: EventStore, tables: ReadModelTables = LIVE_TABLES
+) -> int:
     """Apply one account's events (in version order) in one transaction; returns how many applied."""
     if not events:
         return 0
+    return _retrying_lost_races(lambda: _project_stream_once(stream_id, events, event_store, tables))
+
+
+def _project_stream_once(
+    stream_id: str, events: Sequence[StoredEvent], event_store: EventStore, tables: ReadModelTables
+) -> int:
     with transaction.atomic():
-        summary = AccountSummary.objects.select_for_update().filter(id=UUID(stream_id)).first()
+        summary = _summaries_for_update([UUID(stream_id)], tables).get(UUID(stream_id))
         pending = _unapplied(stream_id, events, summary.version if summary else 0, event_store)
         if not pending:
             return 0
         if summary is None:
             summary = AccountSummary(id=UUID(stream_id), version=0)
-        entries = [_apply(summary, event) for event in pending]
+        entries = [apply_one_event(summary, event) for event in pending]
         try:
-            account_summaries_upsert([summary])
-            ledger_rows_insert(entries)
+            account_summaries_upsert([summary], tables=tables)
+            ledger_rows_insert(entries, tables=tables)
         except EVENT_CAUSED_WRITE_ERRORS as exc:
             # Which of several events holds the bad value cannot be told from here: the
             # first is named, and setting poison aside tries them one at a time, which tells.
             raise EventNotApplicable(pending[0], exc) from exc
         return len(entries)
+
+
+def _retrying_lost_races(project: Callable[[], T]) -> T:
+    """`project()`, again if another projector of the same account got there first.
+
+    Two projectors (the live one and a rebuild catching up, or two consumers)
+    may both find an account without a summary and both insert its first rows:
+    the second fails on a unique key (or, on MySQL/MariaDB, is picked as a
+    deadlock victim) and its transaction is rolled back. Tried again, it finds
+    the other's rows and skips what they applied. Inside a caller's
+    transaction it cannot be tried again (the caller's work is lost): it propagates.
+    """
+    for attempt in range(1, RACE_ATTEMPTS + 1):
+        try:
+            return project()
+        except (IntegrityError, OperationalError) as error:
+            lost_race = isinstance(error, IntegrityError) or _is_deadlock(error)
+            if not lost_race or attempt == RACE_ATTEMPTS or connections[DEFAULT_DB_ALIAS].in_atomic_block:
+                raise
+            logger.debug("projection lost a race (attempt %d of %d): %s", attempt, RACE_ATTEMPTS, error)
+    raise AssertionError("unreachable")
+
+
+def _is_deadlock(error: OperationalError) -> bool:
+    return connections[DEFAULT_DB_ALIAS].vendor == "mysql" and bool(error.args) and error.args[0] == MYSQL_DEADLOCK
 
 
 def _unapplied(
@@ -108,7 +152,8 @@ def _unapplied(
     return [event for event in events if event.version > projected]
 
 
-def _apply(summary: AccountSummary, event: StoredEvent) -> LedgerRow:
+def apply_one_event(summary: AccountSummary, event: StoredEvent) -> LedgerRow:
+    """apply_event, with a failure that is the event's fault raised as EventNotApplicable."""
     try:
         return apply_event(summary, event)
     except Error:  # a database error is never the event's fault
@@ -152,29 +197,37 @@ def project_deliveries(*, deliveries: Sequence[Delivery], event_store: EventStor
 
 
 def project_events_isolating_poison(
-    *, events: Sequence[StoredEvent], event_store: EventStore, source: str = DeadLetterSource.IN_PROCESS
+    *,
+    events: Sequence[StoredEvent],
+    event_store: EventStore,
+    source: str = DeadLetterSource.IN_PROCESS,
+    tables: ReadModelTables = LIVE_TABLES,
 ) -> ProjectionOutcome:
     """project_events, except that an event that cannot be applied goes to the dead-letter table."""
     unique = list({e.event_id: e for e in reversed(events)}.values())
-    applied, set_aside = _project_setting_poison_aside(unique, event_store, source, {})
+    applied, set_aside = _project_setting_poison_aside(unique, event_store, source, {}, tables)
     return ProjectionOutcome(applied=applied, dead_lettered=set_aside)
 
 
 def _project_setting_poison_aside(
-    events: Sequence[StoredEvent], event_store: EventStore, source: str, received: dict[UUID, Delivery]
+    events: Sequence[StoredEvent],
+    event_store: EventStore,
+    source: str,
+    received: dict[UUID, Delivery],
+    tables: ReadModelTables = LIVE_TABLES,
 ) -> tuple[int, int]:
     """All the accounts together if that works; an account with an event that cannot be applied on its own."""
     ordered = sorted(events, key=lambda e: (e.stream_id, e.version))
     streams = {stream_id: list(events) for stream_id, events in groupby(ordered, key=lambda e: e.stream_id)}
     try:
-        applied, poisoned = _project_streams_together(streams, event_store)
+        applied, poisoned = _retrying_lost_races(lambda: _project_streams_together(streams, event_store, tables))
     except EVENT_CAUSED_WRITE_ERRORS:
         # The database refused a value: all rolled back, and one account at a time tells whose it was.
         applied, poisoned = 0, list(streams)
     set_aside = 0
     for stream_id in poisoned:
         stream_applied, stream_set_aside = _project_stream_setting_poison_aside(
-            stream_id, streams[stream_id], event_store, source, received
+            stream_id, streams[stream_id], event_store, source, received, tables
         )
         applied += stream_applied
         set_aside += stream_set_aside
@@ -182,7 +235,7 @@ def _project_setting_poison_aside(
 
 
 def _project_streams_together(
-    streams: dict[str, list[StoredEvent]], event_store: EventStore
+    streams: dict[str, list[StoredEvent]], event_store: EventStore, tables: ReadModelTables = LIVE_TABLES
 ) -> tuple[int, list[str]]:
     """Apply many accounts' events in one transaction: (how many applied, the accounts left out).
 
@@ -195,7 +248,7 @@ def _project_streams_together(
     """
     ids = {stream_id: UUID(stream_id) for stream_id in streams}
     with transaction.atomic():
-        summaries = _summaries_for_update(list(ids.values()))
+        summaries = _summaries_for_update(list(ids.values()), tables)
         entries: list[LedgerRow] = []
         changed: list[AccountSummary] = []
         poisoned: list[str] = []
@@ -207,33 +260,50 @@ def _project_streams_together(
             if summary is None:
                 summary = AccountSummary(id=ids[stream_id], version=0)
             try:
-                stream_entries = [_apply(summary, event) for event in pending]
+                stream_entries = [apply_one_event(summary, event) for event in pending]
             except EventNotApplicable:
                 poisoned.append(stream_id)  # this summary is half applied: it is not written
                 continue
             entries += stream_entries
             changed.append(summary)
-        account_summaries_upsert(changed)
-        ledger_rows_insert(entries)
+        account_summaries_upsert(changed, tables=tables)
+        ledger_rows_insert(entries, tables=tables)
     return len(entries), poisoned
 
 
-def _summaries_for_update(ids: list[UUID]) -> dict[UUID, AccountSummary]:
-    """The existing summaries among `ids`, locked until the transaction ends.
+def _summaries_for_update(ids: list[UUID], tables: ReadModelTables = LIVE_TABLES) -> dict[UUID, AccountSummary]:
+    """The existing summaries among `ids` (in `tables`), locked until the transaction ends.
 
     Locked in id order, so that two batches sharing accounts wait for each other instead of deadlocking.
+    Raw SQL, because the table may be a rebuild's copy, which has no model; the rows still come back as
+    AccountSummary instances, converted as the ORM converts them.
     """
+    connection = connections[DEFAULT_DB_ALIAS]
+    quote = connection.ops.quote_name
+    pk = AccountSummary._meta.pk
+    columns = ", ".join(quote(AccountSummary._meta.get_field(name).column) for name in ("id", *SUMMARY_FIELDS))
+    for_update = " FOR UPDATE" if connection.features.has_select_for_update else ""
     ids = sorted(ids)
     found = {}
     for start in range(0, len(ids), LOCK_CHUNK_SIZE):
         chunk = ids[start : start + LOCK_CHUNK_SIZE]
-        locked = AccountSummary.objects.select_for_update().filter(id__in=chunk).order_by("id")
+        marks = ", ".join(["%s"] * len(chunk))
+        locked = AccountSummary.objects.raw(
+            f"SELECT {columns} FROM {quote(tables.summary)} WHERE {quote(pk.column)} IN ({marks}) "
+            f"ORDER BY {quote(pk.column)}{for_update}",
+            [pk.get_db_prep_value(account_id, connection) for account_id in chunk],
+        )
         found.update((summary.id, summary) for summary in locked)
     return found
 
 
 def _project_stream_setting_poison_aside(
-    stream_id: str, events: list[StoredEvent], event_store: EventStore, source: str, received: dict[UUID, Delivery]
+    stream_id: str,
+    events: list[StoredEvent],
+    event_store: EventStore,
+    source: str,
+    received: dict[UUID, Delivery],
+    tables: ReadModelTables = LIVE_TABLES,
 ) -> tuple[int, int]:
     """One account: all in one transaction if that works, else one event at a time up to the poison one.
 
@@ -244,13 +314,13 @@ def _project_stream_setting_poison_aside(
     event store, blocked events included.
     """
     try:
-        return project_stream(stream_id=stream_id, events=events, event_store=event_store), 0
+        return project_stream(stream_id=stream_id, events=events, event_store=event_store, tables=tables), 0
     except EventNotApplicable:
         pass  # find which one: apply them one at a time
     applied = 0
     for index, event in enumerate(events):
         try:
-            applied += project_stream(stream_id=stream_id, events=[event], event_store=event_store)
+            applied += project_stream(stream_id=stream_id, events=[event], event_store=event_store, tables=tables)
         except EventNotApplicable as failure:
             poison = failure.event
             dead_letters.dead_letter_event(
@@ -342,177 +412,25 @@ def _retry_dead_letter(letter: DeadLetter, event_store: EventStore) -> int | Non
     )
 
 
-def rebuild_read_model(
-    *,
-    event_store: EventStore,
-    on_progress: Callable[[int], None] = lambda n: None,
-) -> tuple[int, int]:
-    """Drop the read model and replay every stored event; returns (events, accounts).
-
-    All in one transaction: readers see the old read model until the new one
-    is complete. With a database server the store is read on a connection of
-    its own (see below): the replay sees the events committed, not those of a
-    transaction the caller has open. Memory grows with the number of accounts, not events: the store
-    is read and the ledger written a batch at a time. An event that
-    cannot be applied stops its account at the version before it, as the live
-    projection does, and is recorded in the dead-letter table; the other
-    accounts go on.
-    """
-    replay = _Replay()
-    with _sqlite_page_cache(SQLITE_REPLAY_CACHE_KIB), transaction.atomic():
-        LedgerEntry.objects.all().delete()
-        AccountSummary.objects.all().delete()
-        # With a database server, the store is read, replayed and made into rows a batch
-        # ahead, in a thread of its own (with a connection of its own), while the server
-        # writes the batch before: their work overlaps (MariaDB: 15% faster). SQLite writes
-        # in this process, mostly holding the GIL: a thread would only compete (20% slower).
-        ledger = _RowWriter(LedgerEntry, LEDGER_COLUMNS)
-        batches = ((ledger.rows(entries), replayed) for entries, replayed in replay.batches(event_store))
-        if ledger.connection.vendor != "sqlite":
-            batches = _read_ahead(batches)
-        for rows, replayed in batches:
-            ledger.execute(rows)
-            on_progress(replayed)
-        projected = replay.projected()
-        for start in range(0, len(projected), REPLAY_BATCH_SIZE):
-            account_summaries_upsert(projected[start : start + REPLAY_BATCH_SIZE])
-        for failure in replay.poison:
-            dead_letters.dead_letter_event(event=failure.event, cause=failure.cause, source=DeadLetterSource.REBUILD)
-    if replay.poison:
-        logger.warning(
-            "rebuild: %d account(s) stopped at an event that cannot be applied (see Dead letters)", len(replay.poison)
-        )
-    return replay.replayed, len(projected)
-
-
-def read_model_differences(
-    *, event_store: EventStore, on_progress: Callable[[int], None] = lambda n: None
-) -> Iterator[str]:
-    """Ids of the accounts whose read model differs from a fresh replay of the event store, sorted.
-
-    Each account's summary is compared field by field, and its ledger by how
-    many entries it has and the version and balance after its last one. The
-    replay runs in memory through the live projection's projectors, as the
-    rebuild's does; memory grows with the number of accounts, not events (the
-    store is read in large batches, the read model in one query per table).
-    `on_progress` is told how many more events were replayed, a batch at a time.
-    """
-    replay = _Replay()
-    last_entries: dict[UUID, tuple[int, Decimal]] = {}  # account id -> version, balance_after
-    for entries, replayed in replay.batches(event_store):
-        for entry in entries:
-            last_entries[entry.account_id] = (entry.version, entry.balance_after)
-        on_progress(replayed)
-
-    summaries = {str(row[0]): row[1:] for row in AccountSummary.objects.values_list("id", *SUMMARY_FIELDS)}
-    ledgers = {str(row[0]): row[1:] for row in _ledger_ends()}
-    for stream_id in sorted(replay.summaries.keys() | summaries.keys() | ledgers.keys()):
-        want = replay.summaries.get(stream_id)
-        if want is None or want.version == 0:  # no events, or its opening cannot be applied: no read model
-            want_summary = want_ledger = None
-        else:
-            want_summary = tuple(getattr(want, field) for field in SUMMARY_FIELDS)
-            want_ledger = (want.version, *last_entries[want.id])  # one entry per applied event
-        if summaries.get(stream_id) != want_summary or ledgers.get(stream_id) != want_ledger:
-            yield stream_id
-
-
-class _Replay:
-    """Every stored event, in the store's order, through the live projection's projectors, in memory.
-
-    One summary per account (memory grows with accounts, not events). After an
-    event that cannot be applied the account's version no longer advances, so
-    its later events are skipped, as the live projection leaves them waiting.
-    """
-
-    def __init__(self):
-        self.summaries: dict[str, AccountSummary] = {}  # by stream id
-        self.poison: list[EventNotApplicable] = []
-        self.replayed = 0
-
-    def batches(self, event_store: EventStore) -> Iterator[tuple[list[LedgerRow], int]]:
-        """A batch of events at a time: the ledger rows of those applied, and how many were replayed."""
-        events = event_store.read_all(batch_size=REPLAY_BATCH_SIZE)
-        while batch := list(islice(events, REPLAY_BATCH_SIZE)):
-            yield self._apply(batch), len(batch)
-            self.replayed += len(batch)
-
-    def _apply(self, events: list[StoredEvent]) -> list[LedgerRow]:
-        entries = []
-        summaries = self.summaries
-        for event in events:
-            summary = summaries.get(event.stream_id)
-            if summary is None:
-                summary = summaries[event.stream_id] = AccountSummary(id=UUID(event.stream_id), version=0)
-            if event.version == summary.version + 1:
-                try:
-                    entries.append(_apply(summary, event))
-                except EventNotApplicable as failure:
-                    self.poison.append(failure)
-        return entries
-
-    def projected(self) -> list[AccountSummary]:
-        """The summaries to write: not those whose opening cannot be applied."""
-        return [summary for summary in self.summaries.values() if summary.version > 0]
-
-
-_END = object()
-
-
-def _read_ahead(items: Iterator, depth: int = 2) -> Iterator:
-    """`items`, produced by a thread of their own up to `depth` items ahead of the caller.
-
-    What the thread raises is raised here; if the caller stops early, the thread stops too.
-    """
-    ready: queue.Queue = queue.Queue(maxsize=depth)
-    stopped = threading.Event()
-
-    def put(item) -> bool:
-        while not stopped.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                pass
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put((item, None)):
-                    return
-            put((_END, None))
-        except BaseException as error:
-            put((_END, error))
-        finally:
-            connections.close_all()  # this thread's own connections
-
-    producer = threading.Thread(target=produce, name="read-ahead", daemon=True)
-    producer.start()
-    try:
-        while True:
-            item, error = ready.get()
-            if item is _END:
-                if error is not None:
-                    raise error
-                return
-            yield item
-    finally:
-        stopped.set()
-        producer.join()
-
-
-def ledger_rows_insert(rows: Sequence[LedgerRow]) -> None:
+def ledger_rows_insert(rows: Sequence[LedgerRow], *, tables: ReadModelTables = LIVE_TABLES) -> None:
     """Insert ledger rows (LedgerRows, or anything with a LedgerEntry's attributes) in one statement."""
-    _RowWriter(LedgerEntry, LEDGER_COLUMNS).write(rows)
+    ledger_writer(tables).write(rows)
 
 
-def account_summaries_upsert(summaries: Sequence[AccountSummary]) -> None:
+def account_summaries_upsert(summaries: Sequence[AccountSummary], *, tables: ReadModelTables = LIVE_TABLES) -> None:
     """Insert the new summaries and update the others (by id) in one statement."""
-    _RowWriter(AccountSummary, ("id", *SUMMARY_FIELDS), update=SUMMARY_FIELDS).write(summaries)
+    summary_writer(tables).write(summaries)
 
 
-class _RowWriter:
+def ledger_writer(tables: ReadModelTables = LIVE_TABLES) -> "RowWriter":
+    return RowWriter(LedgerEntry, LEDGER_COLUMNS, table=tables.ledger)
+
+
+def summary_writer(tables: ReadModelTables = LIVE_TABLES) -> "RowWriter":
+    return RowWriter(AccountSummary, ("id", *SUMMARY_FIELDS), update=SUMMARY_FIELDS, table=tables.summary)
+
+
+class RowWriter:
     """Writes rows of a model with the driver's executemany.
 
     The read side writes a row per event: a model instance for each, and
@@ -524,12 +442,20 @@ class _RowWriter:
     updates those columns instead (an upsert, in the database's own dialect).
     """
 
-    def __init__(self, model, columns: Sequence[str], *, update: Sequence[str] = (), using: str = DEFAULT_DB_ALIAS):
+    def __init__(
+        self,
+        model,
+        columns: Sequence[str],
+        *,
+        update: Sequence[str] = (),
+        table: str | None = None,
+        using: str = DEFAULT_DB_ALIAS,
+    ):
         self.connection = connections[using]
         ops = self.connection.ops
         fields = [model._meta.get_field(name) for name in columns]
         names, values = ", ".join(ops.quote_name(field.column) for field in fields), ", ".join(["%s"] * len(fields))
-        self.sql = f"INSERT INTO {ops.quote_name(model._meta.db_table)} ({names}) VALUES ({values})"
+        self.sql = f"INSERT INTO {ops.quote_name(table or model._meta.db_table)} ({names}) VALUES ({values})"
         if update:
             updated = [model._meta.get_field(name).column for name in update]
             self.sql += " " + ops.on_conflict_suffix_sql(fields, OnConflict.UPDATE, updated, [model._meta.pk.column])
@@ -553,29 +479,6 @@ class _RowWriter:
                 cursor.executemany(self.sql, rows)
 
 
-@contextmanager
-def _sqlite_page_cache(kib: int, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
-    """On SQLite, a page cache of `kib` KiB for the connection while this lasts (elsewhere, nothing).
-
-    A replay makes millions of inserts at random places of the ledger's
-    indexes: they thrash SQLite's default 2 MB cache (twice the CPU time, and
-    pages spilled to disk). Memory grows by up to `kib`, whatever the number of events.
-    """
-    connection = connections[using]
-    if connection.vendor != "sqlite":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("PRAGMA cache_size")
-        (previous,) = cursor.fetchone()
-        cursor.execute(f"PRAGMA cache_size = -{int(kib)}")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"PRAGMA cache_size = {int(previous)}")
-
-
 def _driver_values(field, connection) -> Callable | None:
     """What field.get_db_prep_save(value, connection) does for this field's type, cheaply (None: nothing to do)."""
     kind = (field.target_field if field.is_relation else field).get_internal_type()
@@ -590,14 +493,3 @@ def _driver_values(field, connection) -> Callable | None:
             connection.ops.adapt_decimalfield_value, max_digits=field.max_digits, decimal_places=field.decimal_places
         )
     return partial(field.get_db_prep_save, connection=connection)
-
-
-def _ledger_ends() -> Iterator[tuple]:
-    """(account id, number of entries, version and balance_after of the last entry) for every account in the ledger."""
-    entries = dict(LedgerEntry.objects.order_by().values_list("account_id").annotate(Count("pk")))
-    latest = LedgerEntry.objects.filter(account_id=OuterRef("account_id")).order_by("-version").values("version")[:1]
-    # In (account, version) order the database walks that unique index, and each
-    # account's lookup of its latest version finds the pages just read (on SQLite, 7x faster).
-    last_entries = LedgerEntry.objects.filter(version=Subquery(latest)).order_by("account_id", "version")
-    for account_id, version, balance_after in last_entries.values_list("account_id", "version", "balance_after"):
-        yield account_id, entries[account_id], version, balance_after

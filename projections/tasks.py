@@ -6,12 +6,14 @@ task is for a worker without it, or a one-off catch-up.
 """
 import logging
 import time
+from uuid import UUID
 
 from celery import shared_task
 from celery.signals import worker_process_shutdown
 
 from eventstore.transports.base import TransportUnavailable
 from projections.consumer import consume_batch
+from projections.rebuild import rebuild_job_run
 from techbank_site import bootstrap
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,12 @@ def consume_events_task(seconds: float = 5.0) -> int:
         logger.warning("Kafka unavailable, the read model waits: %s", exc)
         bootstrap.close_projection_subscription()
     return applied
+
+
+@shared_task(ignore_result=True)
+def rebuild_read_model_task(job_id: str) -> None:
+    """Run a rebuild job that POST /api/rebuilds/ started (projections.rebuild)."""
+    rebuild_job_run(job_id=UUID(job_id), event_store=bootstrap.event_store())
 
 
 @worker_process_shutdown.connect

@@ -1,4 +1,5 @@
 """The composition root: the one place that picks backends from settings."""
+import logging
 import os
 from datetime import timedelta
 import socket
@@ -15,6 +16,8 @@ from eventstore.snapshots import SnapshotStore
 from eventstore.store import EventStore
 from eventstore.transports.base import EventSubscription, EventTransport
 
+
+logger = logging.getLogger(__name__)
 
 # A fresh gunicorn worker's threads may all ask for a backend at once; each must be built once
 # (two MongoEventStores racing through mongoengine's connection registry can end up with one
@@ -142,6 +145,42 @@ def command_bus() -> CommandBus:
         max_attempts=settings.TECHBANK_COMMAND_MAX_ATTEMPTS,
         recent_accounts=RECENT_ACCOUNTS,
     )
+
+
+def run_rebuild_in_background(job_id) -> None:
+    """Run a started read-model rebuild (projections.rebuild) away from the request that started it.
+
+    Full stack (Kafka bus): a Celery task. If the broker cannot take it, the job
+    is marked failed (so it blocks no later rebuild) and RebuildNotStarted is raised.
+    Embedded: a thread of this process (a rebuild writes in short
+    transactions, so requests go on meanwhile; if the process stops, the job
+    stops beating and the next rebuild takes over).
+    """
+    if settings.TECHBANK_EVENT_BUS == "kafka":
+        from projections.rebuild import RebuildNotStarted, rebuild_job_not_started
+        from projections.tasks import rebuild_read_model_task
+
+        # The job row is committed (rebuild_job_start commits it): the worker may pick it up at once.
+        try:
+            rebuild_read_model_task.delay(str(job_id))
+        except Exception as exc:  # kombu's OperationalError, or whatever the broker's client raised
+            rebuild_job_not_started(job_id=job_id, reason=f"the worker's broker could not be reached ({exc})")
+            raise RebuildNotStarted(f"the worker's broker could not be reached: {exc}") from exc
+        return
+    threading.Thread(target=_run_rebuild, args=(job_id,), name=f"rebuild-{job_id}", daemon=True).start()
+
+
+def _run_rebuild(job_id) -> None:
+    from django.db import connections
+
+    from projections.rebuild import rebuild_job_run
+
+    try:
+        rebuild_job_run(job_id=job_id, event_store=event_store())
+    except Exception:
+        logger.exception("rebuild %s failed", job_id)  # and its job row says so
+    finally:
+        connections.close_all()  # this thread's own
 
 
 def relay_lock(transport: EventTransport):

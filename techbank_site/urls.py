@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.api import resources as account_commands
 from accounts.api import techbank as techbank_commands
+from projections.api import rebuilds as read_model_rebuilds
 from projections.api import resources as account_queries
 from projections.api import techbank as techbank_queries
 
@@ -52,10 +53,16 @@ resource_api = [
     path("<str:account_id>/transactions", account_queries.AccountTransactionsApi.as_view(), name="account-transactions"),
 ]
 
+rebuild_api = [
+    path("", read_model_rebuilds.RebuildStartApi.as_view(), name="rebuild-collection"),
+    path("<str:rebuild_id>", read_model_rebuilds.RebuildDetailApi.as_view(), name="rebuild-detail"),
+]
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(techbank_api)),
     path("api/accounts/", include(resource_api)),
+    path("api/rebuilds/", include(rebuild_api)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api-auth/", include("rest_framework.urls")),

@@ -1,4 +1,5 @@
 import itertools
+import threading
 
 import pytest
 from django.core.cache import cache
@@ -47,3 +48,14 @@ def api_as(django_user_model):
 @pytest.fixture
 def anonymous() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture(autouse=True)
+def rebuilds_end_before_the_test_does():
+    """A rebuild started through the API runs in a thread of its own (bootstrap.run_rebuild_in_background):
+    it must end before the test's database is emptied under it. The timeout only bounds a hang."""
+    yield
+    for thread in threading.enumerate():
+        if thread.name.startswith("rebuild-"):
+            thread.join(timeout=120)
+            assert not thread.is_alive(), f"{thread.name} still runs"

@@ -66,7 +66,8 @@ def run(session) -> list[Measurement]:
 
 def techbank_rebuild(*, verify: bool) -> dict:
     """rebuild_read_model into the (empty) read model, timed; with `verify`, verify_read_model after it."""
-    from projections.services import read_model_differences, rebuild_read_model
+    from projections.rebuild import rebuild_read_model
+    from projections.verification import read_model_differences
     from techbank_site import bootstrap
 
     store = bootstrap.event_store()

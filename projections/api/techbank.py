@@ -1,5 +1,5 @@
 """The techbank course API's query routes (and restoreReadDb), kept route for route."""
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -7,7 +7,8 @@ from accounts.api.techbank import TECHBANK_ERROR_RESPONSES, MessageSerializer, T
 from accounts.domain.errors import InvalidAmount
 from accounts.domain.money import to_money
 from projections import selectors
-from projections.services import rebuild_read_model
+from projections.api.rebuilds import RebuildInProgress
+from projections.rebuild import RebuildAlreadyRunning, rebuild_read_model
 from techbank_site import bootstrap
 from techbank_site.api.idempotency import idempotent
 from techbank_site.api.fields import parse_account_id
@@ -84,12 +85,35 @@ class AccountsWithBalanceLookupApi(_LookupApi):
 
 
 class RestoreReadDbApi(TechbankApi):
+    """Rebuilds the read model (blue/green, projections.rebuild) and answers when it is done, as techbank did.
+
+    The rebuild runs in this request, in short transactions: commands and the
+    live projection go on meanwhile. A large store is better rebuilt as a
+    job (POST /api/rebuilds/) or with `manage.py rebuild_read_model`, which a
+    proxy's request timeout cannot cut short.
+    """
+
     permission_classes = requires(REBUILD_READ_MODEL)
 
-    @extend_schema(tags=["techbank API"], request=None, responses={201: MessageSerializer, **TECHBANK_ERROR_RESPONSES})
+    @extend_schema(
+        tags=["techbank API"],
+        request=None,
+        responses={
+            201: MessageSerializer,
+            **TECHBANK_ERROR_RESPONSES,
+            409: OpenApiResponse(
+                MessageSerializer, "A rebuild is already running, or Idempotency-Key reused or still in progress"
+            ),
+        },
+        description="Rebuilds the read database from the event store; answers when it is done. "
+        "409 if a rebuild is already running.",
+    )
     @idempotent
     def post(self, request):
-        rebuild_read_model(event_store=bootstrap.event_store())
+        try:
+            rebuild_read_model(event_store=bootstrap.event_store(), requested_by=request.user.get_username())
+        except RebuildAlreadyRunning as running:
+            raise RebuildInProgress(str(running)) from None
         return Response(
             {"message": "Read database restore request completed successfully!"}, status=status.HTTP_201_CREATED
         )

@@ -281,6 +281,29 @@ def test_commands_over_http_reach_mongodb_kafka_and_the_mysql_read_model(stack):
     assert read_model(stack) == before
 
 
+def test_a_rebuild_started_through_the_api_runs_on_the_worker_while_commands_go_on(stack):
+    http = stack["http"]
+    expected = projected_versions(stack)  # what earlier tests left
+    status, opened = http("POST", "/api/accounts/", {"holder": "Rebuilt", "account_type": "SAVINGS", "opening_balance": "7.00"})
+    assert status == 201
+    expected[opened["id"]] = 1
+    wait_for_read_model(stack, expected)
+
+    status, job = http("POST", "/api/rebuilds/")
+    assert status == 202, job
+    assert http("POST", f"/api/accounts/{opened['id']}/deposits", {"amount": "1.00"})[0] == 200  # the bank goes on
+    expected[opened["id"]] = 2
+    deadline = time.monotonic() + CATCH_UP_SECONDS  # bounds a hang; the Celery worker runs the job
+    while job["status"] == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status, job = http("GET", f"/api/rebuilds/{job['id']}")
+        assert status == 200, job
+    assert (job["status"], job["error"], job["accounts"]) == ("SUCCEEDED", "", len(expected)), f"{job}\n{logs(stack)}"
+    wait_for_read_model(stack, expected)
+    verified = manage(stack["env"], "verify_read_model")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 def test_with_kafka_down_commands_succeed_and_reach_the_read_model_once_it_is_back(
     tmp_path, mongo_server, mysql_server, redis_url  # noqa: F811
 ):

@@ -12,7 +12,7 @@ import pytest
 from django.urls import URLResolver, get_resolver
 
 from eventstore.models import StoredEventRecord
-from projections.models import AccountSummary
+from projections.models import AccountSummary, RebuildJob
 from techbank_site.api.permissions import (
     CLOSE_ACCOUNT,
     MOVE_MONEY,
@@ -49,6 +49,8 @@ ACCESS = {
     ("POST", "api/accounts/<account_id>/close"): (CLOSE_ACCOUNT, None),
     ("GET", "api/accounts/<account_id>/events"): (VIEW_ACCOUNTS, None),
     ("GET", "api/accounts/<account_id>/transactions"): (VIEW_ACCOUNTS, None),
+    ("POST", "api/rebuilds/"): (REBUILD_READ_MODEL, None),
+    ("GET", "api/rebuilds/<rebuild_id>"): (REBUILD_READ_MODEL, None),
     ("GET", "api/schema/"): (AUTHENTICATED, None),
     ("GET", "api/docs/"): (AUTHENTICATED, None),
 }
@@ -84,13 +86,20 @@ def api_routes() -> set[tuple[str, str]]:
 
 @pytest.fixture
 def account(api) -> dict:
-    return api.post(
+    """An account, and a finished rebuild to watch (the routes' parameters)."""
+    opened = api.post(
         "/api/accounts/", {"holder": "Ada Lovelace", "account_type": "SAVINGS", "opening_balance": "100.00"}, format="json"
     ).json()
+    rebuild = api.post("/api/v1/restoreReadDb")
+    assert rebuild.status_code == 201, rebuild.content
+    return {**opened, "rebuild_id": RebuildJob.objects.get().id}
 
 
 def call(client, method: str, route: str, account: dict):
-    values = {"account_id": account["id"], "holder": account["holder"], "equality_type": "GREATER_THAN", "balance": "0"}
+    values = {
+        "account_id": account["id"], "holder": account["holder"], "equality_type": "GREATER_THAN", "balance": "0",
+        "rebuild_id": str(account["rebuild_id"]),
+    }
     path = "/" + re.sub(r"<(\w+)>", lambda m: values[m.group(1)], route)
     _, body = ACCESS[(method, route)]
     return getattr(client, method.lower())(path, body, format="json" if body is not None else None)

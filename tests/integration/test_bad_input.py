@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from eventstore.models import OutboxEntry, StoredEventRecord
-from projections.models import AccountSummary, LedgerEntry
+from projections.models import AccountSummary, LedgerEntry, RebuildJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -199,6 +199,7 @@ ID_ROUTES = [
     ("POST", f"/api/accounts/{ACCOUNT}/close", None),
     ("GET", f"/api/accounts/{ACCOUNT}/events", None),
     ("GET", f"/api/accounts/{ACCOUNT}/transactions", None),
+    ("GET", f"/api/rebuilds/{ACCOUNT}", None),
 ]
 
 
@@ -217,6 +218,7 @@ WRITE_ROUTES = [
     ("DELETE", f"/api/v1/closeBankAccount/{ACCOUNT}", None),
     ("POST", f"/api/accounts/{ACCOUNT}/close", None),
     ("POST", "/api/v1/restoreReadDb", None),
+    ("POST", "/api/rebuilds/", None),
 ]
 
 
@@ -290,6 +292,7 @@ def stored_state() -> tuple:
         OutboxEntry.objects.count(),
         list(AccountSummary.objects.order_by("id").values()),
         LedgerEntry.objects.count(),
+        RebuildJob.objects.count(),
     )
 
 

@@ -166,7 +166,7 @@ def test_a_retry_while_the_read_database_is_unavailable_says_so_and_changes_noth
     def database_down(*args, **kwargs):
         raise OperationalError("could not connect to the read database")
 
-    monkeypatch.setattr(AccountSummary.objects, "select_for_update", database_down)
+    monkeypatch.setattr(AccountSummary.objects, "raw", database_down)  # the query that locks the summaries
     response = retry(staff_browser, poisoned["poison"])
     assert response.status_code == 200
     assert "Retry stopped, try again later: OperationalError" in response.content.decode()

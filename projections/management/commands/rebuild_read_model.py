@@ -1,15 +1,16 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from projections.services import rebuild_read_model
+from projections.rebuild import RebuildAlreadyRunning, rebuild_read_model
 from techbank_site import bootstrap
 
 
 class Command(BaseCommand):
     help = (
-        "Drop the read models (account summaries and ledgers) and rebuild them by "
-        "replaying every event in the event store, in order. Safe to run at any time: "
-        "the read side is derived data. Reports how many events and accounts it replayed."
+        "Rebuild the read models (account summaries and ledgers) by replaying every event in the "
+        "event store, beside the live ones, which keep serving and being projected; then swap them "
+        "in. Safe to run at any time, on a live bank too: the read side is derived data. One rebuild "
+        "runs at a time. Reports how many events and accounts it replayed."
     )
 
     def add_arguments(self, parser):
@@ -19,5 +20,10 @@ class Command(BaseCommand):
         store = bootstrap.event_store()
         total = store.count_events()
         with tqdm(total=total, unit="event", desc="Replaying", disable=no_progress, file=self.stderr._out) as bar:
-            events, accounts = rebuild_read_model(event_store=store, on_progress=bar.update)
+            try:
+                events, accounts = rebuild_read_model(
+                    event_store=store, on_progress=bar.update, requested_by="manage.py rebuild_read_model"
+                )
+            except RebuildAlreadyRunning as running:
+                raise CommandError(str(running)) from None
         self.stdout.write(self.style.SUCCESS(f"Rebuilt the read model: replayed {events} events into {accounts} accounts."))

@@ -1,16 +1,17 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from projections.services import read_model_differences
+from projections.verification import read_model_differences
 from techbank_site import bootstrap
 
 
 class Command(BaseCommand):
     help = (
         "Replay the event store in memory and compare it with the read model: each account's "
-        "summary, and its ledger (number of entries, balance after the last one). Lists every "
-        "account that differs (or is missing on either side) and exits with status 1 if there "
-        "is any; exits 0 when the read model matches the events."
+        "summary, and every row of its ledger (a digest of each account's ledger on both sides). "
+        "Lists every account that differs (or is missing on either side, or waits behind a pending "
+        "dead letter), with why, and exits with status 1 if there is any; exits 0 when the read "
+        "model matches the events."
     )
 
     def add_arguments(self, parser):
@@ -21,8 +22,8 @@ class Command(BaseCommand):
         total = store.count_events()
         with tqdm(total=total, unit="event", desc="Verifying", disable=no_progress, file=self.stderr._out) as bar:
             differing = list(read_model_differences(event_store=store, on_progress=bar.update))
-        for account_id in differing:
-            self.stdout.write(f"differs: {account_id}")
+        for difference in differing:
+            self.stdout.write(f"differs: {difference.account_id}: {'; '.join(difference.reasons)}")
         if differing:
             raise CommandError(
                 f"{len(differing)} account(s) differ from the event store; "
