@@ -32,7 +32,7 @@ from tests.e2e.test_full_stack import (  # noqa: F401 (fixtures)
 from tests.servers.kafka import kafka_broker  # noqa: F401 (fixture)
 from tests.servers.mongo import running_mongo_server_with_user
 from tests.servers.processes import ServerUnavailable, unavailable
-from tests.servers.redis import running_redis_server
+from tests.servers.redis import redis_requiring
 
 pytestmark = pytest.mark.slow
 
@@ -94,15 +94,8 @@ def clean_venv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def redis_with_password():
     """A private Redis that wants PASSWORD; its URL with the password, as CELERY_BROKER_URL carries it."""
-    server = running_redis_server(PASSWORD)
-    try:
-        url = server.__enter__()
-    except ServerUnavailable as error:
-        unavailable(f"no private Redis: {error}")
-    try:
+    for url in redis_requiring(PASSWORD):
         yield url.replace("redis://", f"redis://:{PASSWORD}@") + "/0"
-    finally:
-        server.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from tests.contract.event_transport_contract import account, group, make_event, 
 from tests.servers.kafka import kafka_broker  # noqa: F401  (the session's broker, a pytest fixture)
 from tests.servers.mongo import running_mongo_server_with_user
 from tests.servers.processes import ServerUnavailable, unavailable
-from tests.servers.redis import running_redis_server
+from tests.servers.redis import redis_requiring
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "testonly" + uuid.uuid4().hex  # letters and digits, as the README asks of every password
@@ -39,15 +39,7 @@ PASSWORD = "testonly" + uuid.uuid4().hex  # letters and digits, as the README as
 
 @pytest.fixture(scope="module")
 def redis_requiring_password():
-    server = running_redis_server(PASSWORD)
-    try:
-        url = server.__enter__()
-    except ServerUnavailable as error:
-        unavailable(f"no private Redis: {error}")
-    try:
-        yield url
-    finally:
-        server.__exit__(None, None, None)
+    yield from redis_requiring(PASSWORD)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from tests.servers.processes import ServerUnavailable, start_on_free_port, stop
+from tests.servers.processes import ServerUnavailable, start_on_free_port, stop, unavailable
 
 
 @contextmanager
@@ -34,3 +34,19 @@ def running_redis_server(password: str) -> Iterator[str]:
             yield f"redis://127.0.0.1:{port}"
         finally:
             stop(process)
+
+
+def redis_requiring(password: str) -> Iterator[str]:
+    """The body of a fixture: `yield from redis_requiring(PASSWORD)` gives the private server's URL.
+
+    Without redis-server the test skips, and fails on CI.
+    """
+    server = running_redis_server(password)
+    try:
+        url = server.__enter__()
+    except ServerUnavailable as error:
+        unavailable(f"no private Redis: {error}")
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
