@@ -16,45 +16,27 @@ from accounts.service_layer.command_bus import CommandBus
 from accounts.service_layer.publisher import EventPublisher
 from eventstore.backends.memory import InMemoryEventStore, InMemorySnapshotStore
 from eventstore.snapshots import Snapshot, SnapshotStore
-from eventstore.store import EventStore
+from tests.delegating_store import DelegatingEventStore
 from tests.aggregate_code import REPLAY_CODE, edit_aggregate_code  # noqa: F401 (fixture)
 
 EVERY = 10
 
 
-class CountingEventStore(EventStore):
+class CountingEventStore(DelegatingEventStore):
     """The in-memory store, noting which versions each load_stream read."""
 
     def __init__(self):
-        self.inner = InMemoryEventStore()
+        super().__init__(InMemoryEventStore())
         self.loads: list[list[int]] = []
         self.after_next_load = None  # something another process does between this load and its caller's next step
 
-    def append(self, stream_id, expected_version, events):
-        return self.inner.append(stream_id, expected_version, events)
-
     def load_stream(self, stream_id, after_version=0, *, limit=None):
-        events = self.inner.load_stream(stream_id, after_version, limit=limit)
+        events = super().load_stream(stream_id, after_version, limit=limit)
         self.loads.append([e.version for e in events])
         if meanwhile := self.after_next_load:
             self.after_next_load = None
             meanwhile()
         return events
-
-    def stream_version(self, stream_id):
-        return self.inner.stream_version(stream_id)
-
-    def read_all(self, after_position=0, batch_size=1000):
-        return self.inner.read_all(after_position, batch_size)
-
-    def count_events(self):
-        return self.inner.count_events()
-
-    def unpublished(self, limit=500):
-        return self.inner.unpublished(limit)
-
-    def mark_published(self, event_ids):
-        self.inner.mark_published(event_ids)
 
 
 class BrokenSnapshotStore(SnapshotStore):
