@@ -34,7 +34,7 @@ from pymongo import MongoClient
 from eventstore.transports import envelope
 from eventstore.transports.kafka import KafkaTransport
 from tests.e2e.test_full_stack import MYSQL_URL, PYTHON, ROOT, manage, redis_url  # noqa: F401 (fixture)
-from tests.servers.kafka import kafka_broker  # noqa: F401 (fixture)
+from tests.servers.kafka import TopicSize, kafka_broker  # noqa: F401 (kafka_broker: a fixture)
 from tests.servers.mongo import mongo_server  # noqa: F401 (fixture)
 from tests.servers.processes import ServerUnavailable, accepts_connections, free_port, spawn, stop, unavailable
 
@@ -316,27 +316,6 @@ class FaultStack:
             return events
         finally:
             consumer.close()
-
-
-class TopicSize:
-    """How many messages the topic holds, asked of the broker as often as a test likes."""
-
-    def __init__(self, bootstrap: str, topic: str):
-        from kafka import KafkaConsumer
-
-        self.topic = topic
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, request_timeout_ms=5000)
-
-    def __call__(self) -> int:
-        from kafka import TopicPartition
-
-        partitions = self.consumer.partitions_for_topic(self.topic)
-        if not partitions:
-            return 0
-        return sum(self.consumer.end_offsets([TopicPartition(self.topic, p) for p in partitions]).values())
-
-    def close(self) -> None:
-        self.consumer.close()
 
 
 @contextmanager

@@ -150,3 +150,24 @@ class RestartableKafkaBroker:
         if self.process is not None:
             stop(self.process)
             self.process = None
+
+
+class TopicSize:
+    """How many messages the topic holds, asked of the broker as often as a test likes."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        from kafka import KafkaConsumer
+
+        self.topic = topic
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, request_timeout_ms=5000)
+
+    def __call__(self) -> int:
+        from kafka import TopicPartition
+
+        partitions = self.consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            return 0
+        return sum(self.consumer.end_offsets([TopicPartition(self.topic, p) for p in partitions]).values())
+
+    def close(self) -> None:
+        self.consumer.close()
