@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test test-sqlite test-mariadb install install-dev test-tools migrate demo-user compat bench bench-quick clean
+.PHONY: run test test-sqlite test-mariadb install install-dev test-tools migrate demo-user compat bench bench-quick mutation mutation-sample clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(VENV)/.installed: requirements.txt $(BIN)/python
 
 $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(VENV)/.installed-mutation: requirements-mutation.txt $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet -r requirements-mutation.txt
 	touch $@
 
 $(VENV)/.installed-bench: requirements-bench.txt $(VENV)/.installed-dev
@@ -81,5 +85,14 @@ bench: test-tools $(VENV)/.installed-bench $(PEER_VENV)/.installed
 bench-quick: test-tools $(VENV)/.installed-bench $(PEER_VENV)/.installed
 	$(BIN)/python -m bench --quick
 
+# Mutation testing with mutmut, one worker (docs/mutation.md): each target's score
+# against its goal; exit status 1 if one is short. mutmut works in mutants/.
+mutation: $(VENV)/.installed-mutation
+	$(BIN)/python scripts/mutation.py
+
+# A fixed sample of money-critical functions, in about a minute.
+mutation-sample: $(VENV)/.installed-mutation
+	$(BIN)/python scripts/mutation.py --sample
+
 clean:
-	rm -rf $(VENV) $(PEER_VENV) node_modules .test-db*.sqlite3*
+	rm -rf $(VENV) $(PEER_VENV) node_modules .test-db*.sqlite3* mutants
