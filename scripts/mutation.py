@@ -115,7 +115,10 @@ def report(patterns_run: list[str] | None = None) -> int:
             f" {len(by_status.get('equivalent', [])):6} {len(undetected):8} {score:6.1%}  {target.goal:.0%}"
         )
         for name in undetected:
-            print(f"    {status(exit_codes[name]):9} {name}")
+            if status(exit_codes[name]) != "not run":
+                print(f"    {status(exit_codes[name]):9} {name}")
+        if by_status.get("not run"):
+            print(f"    {len(by_status['not run'])} not run (run make mutation)")
         failed |= not names or score < target.goal or bool(by_status.get("not run"))
     stale = sorted(equivalents - set(exit_codes))
     for name in stale:  # the code moved on: the list needs looking at again

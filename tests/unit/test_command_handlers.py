@@ -9,7 +9,7 @@ import pytest
 
 from accounts.adapters.repository import BankAccountRepository
 from accounts.domain import commands, errors
-from tests.unit.test_command_bus import ConflictingEventStore, keyed, make_bus, open_account
+from tests.unit.test_command_bus import ConflictingEventStore, CountingLoads, keyed, make_bus, open_account, reusing_bus
 
 
 def test_closing_stores_an_account_closed_event_with_the_request_on_it():
@@ -83,3 +83,17 @@ def test_each_lost_race_is_logged_with_its_account_and_attempt(caplog):
         f"conflict on {account.id}, attempt 1; reloading",
         f"conflict on {account.id}, attempt 2; reloading",
     ]
+
+
+def test_once_reused_copies_go_through_again_the_bus_goes_back_to_reusing_them():
+    store = CountingLoads()
+    bus = reusing_bus(store)
+    account = open_account(bus)
+    for _ in range(16):  # as if most copies had lately been out of date
+        bus.recent.note(out_of_date=True)
+    for _ in range(64):  # now only this bus moves the account: its probes go through
+        bus.handle(commands.DepositFunds(account_id=account.id, amount=Decimal("1.00")))
+    loads = store.loads
+    for _ in range(16):
+        bus.handle(commands.DepositFunds(account_id=account.id, amount=Decimal("1.00")))
+    assert store.loads == loads

@@ -35,12 +35,13 @@ def test_the_account_stored_least_recently_is_let_go_first():
     assert (recent.take(a.id), recent.take(b.id), recent.take(c.id)) == (a, None, c)
 
 
-def reused_of(recent: RecentAccounts, takes: int) -> int:
-    """How many of `takes` successive commands on one account would reuse its copy."""
-    account, reused = stored_account(), 0
-    for _ in range(takes):
+def reused_of(recent: RecentAccounts, takes: int) -> list[int]:
+    """Which of `takes` successive commands on one account (counted from 1) would reuse its copy."""
+    account, reused = stored_account(), []
+    for take in range(1, takes + 1):
         recent.keep(account)
-        reused += recent.take(account.id) is not None
+        if recent.take(account.id) is not None:
+            reused.append(take)
     return reused
 
 
@@ -53,14 +54,15 @@ def test_while_fewer_than_half_the_reused_copies_were_out_of_date_every_copy_is_
     recent = RecentAccounts(10)
     for _ in range(outcomes_until_most_are_out_of_date() - 1):
         recent.note(out_of_date=True)
-    assert reused_of(recent, 16) == 16
+    assert reused_of(recent, 16) == list(range(1, 17))
 
 
 def test_while_most_reused_copies_were_out_of_date_only_one_in_probe_every_is_reused():
     recent = RecentAccounts(10)
     for _ in range(outcomes_until_most_are_out_of_date()):
         recent.note(out_of_date=True)
-    assert reused_of(recent, 2 * RecentAccounts.PROBE_EVERY) == 2
+    every = RecentAccounts.PROBE_EVERY
+    assert reused_of(recent, 2 * every) == [every, 2 * every]
 
 
 def test_copies_that_go_through_again_bring_reuse_back():
@@ -69,4 +71,10 @@ def test_copies_that_go_through_again_bring_reuse_back():
         recent.note(out_of_date=True)
     for _ in range(40):
         recent.note(out_of_date=False)
-    assert reused_of(recent, 16) == 16
+    assert reused_of(recent, 16) == list(range(1, 17))
+
+
+def test_a_single_out_of_date_copy_does_not_stop_reuse():
+    recent = RecentAccounts(10)
+    recent.note(out_of_date=True)
+    assert reused_of(recent, 4) == [1, 2, 3, 4]
