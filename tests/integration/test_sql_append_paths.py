@@ -11,16 +11,22 @@ from eventstore.store import ConcurrencyConflict
 from tests.contract.event_store_contract import new_event, stream
 
 
+@pytest.fixture(autouse=True)
+def fresh_statements(monkeypatch):
+    """The append's statements built afresh, as a new process builds them (they are kept per connection)."""
+    monkeypatch.setattr(django_orm, "_append_sql_by_connection", {})
+
+
 @pytest.fixture
 def store():
     return DjangoEventStore()
 
 
 @pytest.fixture
-def without_returning(monkeypatch):
+def without_returning(monkeypatch, fresh_statements):
     """The statements built as for a database without INSERT ... RETURNING."""
-    monkeypatch.setattr(type(connection.features), "can_return_columns_from_insert", False)
-    monkeypatch.setattr(django_orm, "_append_sql_by_connection", {})
+    # On the instance: the class's value is a cached_property, which an earlier read may have cached.
+    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", False, raising=False)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -85,3 +91,30 @@ class TestAnEmptyAppend:
         store.append(account, 0, [new_event()])
         with pytest.raises(ConcurrencyConflict):
             store.append(account, 2, [])
+
+
+@pytest.mark.django_db(transaction=True)
+class TestWhatAnAppendAnswers:
+    def test_an_append_returns_its_events_exactly_as_they_load_back(self, store):
+        account = stream()
+        events = [new_event("AccountOpened", holder="Ada", opening_balance="1.00"), new_event()]
+        stored = store.append(account, 0, events[:1]) + store.append(account, 1, events[1:])
+        assert stored == store.load_stream(account)
+        assert [(e.event_type, e.data, e.metadata, e.occurred_at) for e in stored] == [
+            (e.event_type, e.data, e.metadata, e.occurred_at) for e in events
+        ]
+
+    @pytest.mark.parametrize(
+        "expected_version, events",
+        [(0, 1), (2, 1), (2, 0)],
+        ids=["a second opening", "a version beyond the stream", "an empty append beyond the stream"],
+    )
+    @pytest.mark.parametrize("returning", [True, False], ids=["with RETURNING", "without RETURNING"])
+    def test_a_conflict_names_the_stream_and_the_version_it_expected(self, store, monkeypatch, expected_version, events, returning):
+        if not returning:
+            monkeypatch.setattr(connection.features, "can_return_columns_from_insert", False, raising=False)
+        account = stream()
+        store.append(account, 0, [new_event()])
+        with pytest.raises(ConcurrencyConflict) as conflict:
+            store.append(account, expected_version, [new_event() for _ in range(events)])
+        assert (conflict.value.stream_id, conflict.value.expected_version) == (account, expected_version)
