@@ -3,6 +3,7 @@
     .venv/bin/python scripts/mutation.py            # make mutation: every target (about half an hour)
     .venv/bin/python scripts/mutation.py --sample   # make mutation-sample: a fixed few functions (about a minute)
     .venv/bin/python scripts/mutation.py --report   # score the last run again, run nothing
+    .venv/bin/python scripts/mutation.py --no-mariadb  # the SQL append on SQLite only
 
 mutmut reads its configuration from setup.cfg ([mutmut]: what is copied, what
 may be mutated, which tests may kill). It runs one worker: the machines this
@@ -10,10 +11,19 @@ runs on are shared. A target's score is the share of its mutants the tests
 kill (a timeout counts as a kill: the tests noticed); equivalent mutants,
 listed with a reason in docs/mutation.md, are left out of the count. Exit
 status 1 if a target is below its goal or a mutant of it was not run.
+
+The SQL append has branches only MySQL/MariaDB take (its transaction statement,
+FROM DUAL, its parameter style, deadlock retries). As `make test` runs the
+database-backed tests on SQLite and then on MariaDB, the append mutants that
+survive SQLite are run again with the tests on MariaDB (TECHBANK_TEST_MYSQL_URL,
+as scripts/test-mariadb.sh): a mutant either database's tests kill counts as
+killed. Without a reachable server this says so and scores SQLite alone (with
+CI=true it fails instead).
 """
 import argparse
 import fnmatch
 import json
+import os
 import re
 import subprocess
 import sys
@@ -126,18 +136,77 @@ def report(patterns_run: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def mutmut_run(names: list[str], env: dict | None = None) -> int:
+    # Named mutants are always run again, so a run never reports an older verdict.
+    mutmut = str(Path(sys.executable).parent / "mutmut")
+    return subprocess.run([mutmut, "run", "--max-children", "1", *names], cwd=ROOT, env=env).returncode
+
+
+APPEND = next(target for target in TARGETS if target.name.startswith("SQL event store append"))
+MYSQL_URL_DEFAULT = "mysql://root@127.0.0.1:3306/techbank"
+
+
+def mariadb_pass() -> int:
+    """Run the append mutants SQLite's tests left alive again, with the tests on MariaDB."""
+    exit_codes = results()
+    alive = sorted(
+        name for name, code in exit_codes.items()
+        if status(code) in ("survived", "no tests") and any(fnmatch.fnmatchcase(name, p) for p in APPEND.patterns)
+    )
+    if not alive:
+        return 0
+    url = os.environ.get("TECHBANK_TEST_MYSQL_URL", MYSQL_URL_DEFAULT)
+    base, _, query = url.partition("?")
+    name = base.rstrip("/").rsplit("/", 1)[1] + "_mutants"  # its own test databases: test_<name>_<pid>
+    server = base.rstrip("/").rsplit("/", 1)[0]
+    reachable = subprocess.run(
+        [str(ROOT / "scripts" / "test-mariadb.sh"), "--version"], cwd=ROOT, capture_output=True, text=True,
+        env={**os.environ, "TECHBANK_TEST_MYSQL_URL": url},
+    )
+    if reachable.returncode != 0 or "SKIPPED" in reachable.stderr:
+        print(f"MariaDB pass not run: {reachable.stderr.strip() or 'server unreachable'}", file=sys.stderr)
+        return 1 if os.environ.get("CI") == "true" else 0
+    print(f"MariaDB pass: {len(alive)} append mutants SQLite's tests left alive, again on {server}/{name}")
+    env = {**os.environ, "DATABASE_URL": f"{server}/{name}" + (f"?{query}" if query else "")}
+    try:
+        return mutmut_run(alive, env)
+    finally:
+        _drop_test_databases(env["DATABASE_URL"], name)
+
+
+def _drop_test_databases(url: str, name: str) -> None:
+    """A mutant stopped at its time limit leaves its test database behind: drop them all."""
+    import dj_database_url
+    import MySQLdb
+
+    db = dj_database_url.parse(url)
+    connection = MySQLdb.connect(
+        host=db["HOST"] or "localhost", port=int(db["PORT"] or 3306), user=db["USER"] or "root", passwd=db["PASSWORD"] or "",
+    )
+    try:
+        cursor = connection.cursor()
+        escaped = f"test_{name}_".replace("_", "\\_")
+        cursor.execute("SHOW DATABASES LIKE %s", [f"{escaped}%"])
+        for (database,) in cursor.fetchall():
+            cursor.execute(f"DROP DATABASE `{database}`")
+    finally:
+        connection.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", action="store_true", help="only the fixed sample of functions")
     parser.add_argument("--report", action="store_true", help="score the last run; run nothing")
+    parser.add_argument("--no-mariadb", action="store_true", help="score the SQL append on SQLite alone")
     args = parser.parse_args()
     patterns = SAMPLE if args.sample else [p for target in TARGETS for p in target.patterns]
     if not args.report:
-        # Named mutants are always run again, so a run never reports an older verdict.
-        run = subprocess.run([str(Path(sys.executable).parent / "mutmut"), "run", "--max-children", "1", *patterns], cwd=ROOT)
-        if run.returncode != 0:
-            print(f"mutmut run failed (exit status {run.returncode})", file=sys.stderr)
-            return run.returncode
+        returncode = mutmut_run(patterns)
+        if returncode == 0 and not (args.sample or args.no_mariadb):
+            returncode = mariadb_pass()
+        if returncode != 0:
+            print(f"mutmut run failed (exit status {returncode})", file=sys.stderr)
+            return returncode
     return report(patterns if args.sample else None)
 
 
