@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test test-sqlite test-mariadb install install-dev test-tools lock migrate demo-user compat bench bench-quick clean
+.PHONY: run test test-sqlite test-mariadb install install-dev test-tools lock migrate demo-user compat bench bench-quick mutation mutation-sample clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ $(VENV)/.installed: requirements.txt $(BIN)/python
 # The dev and bench files hold the product's pins too (at the same versions).
 $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip check
+	touch $@
+
+$(VENV)/.installed-mutation: requirements-mutation.txt $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet -r requirements-mutation.txt
 	$(BIN)/pip check
 	touch $@
 
@@ -43,7 +48,7 @@ $(LOCK_VENV)/.installed: requirements-lock.txt
 	touch $@
 
 lock: $(LOCK_VENV)/.installed
-	for name in requirements requirements-dev requirements-bench; do \
+	for name in requirements requirements-dev requirements-bench requirements-mutation; do \
 	  CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --no-strip-extras --allow-unsafe \
 	    --no-emit-index-url --no-emit-find-links --no-emit-trusted-host --output-file $$name.txt $$name.in || exit 1; \
 	done
@@ -103,5 +108,14 @@ bench: test-tools $(VENV)/.installed-bench $(PEER_VENV)/.installed
 bench-quick: test-tools $(VENV)/.installed-bench $(PEER_VENV)/.installed
 	$(BIN)/python -m bench --quick
 
+# Mutation testing with mutmut, one worker (docs/mutation.md): each target's score
+# against its goal; exit status 1 if one is short. mutmut works in mutants/.
+mutation: $(VENV)/.installed-mutation
+	$(BIN)/python scripts/mutation.py
+
+# A fixed sample of money-critical functions, in about a minute.
+mutation-sample: $(VENV)/.installed-mutation
+	$(BIN)/python scripts/mutation.py --sample
+
 clean:
-	rm -rf $(VENV) $(PEER_VENV) $(LOCK_VENV) node_modules .test-db*.sqlite3*
+	rm -rf $(VENV) $(PEER_VENV) $(LOCK_VENV) node_modules .test-db*.sqlite3* mutants

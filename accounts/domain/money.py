@@ -1,6 +1,6 @@
 """Money is a Decimal quantized to cents; floats never get in."""
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from accounts.domain.errors import InvalidAmount
 
@@ -27,10 +27,7 @@ def to_money(value: object, *, field: str = "amount") -> Decimal:
             raise InvalidAmount(field, "must be a plain decimal number such as 125.00")
     if not isinstance(value, (Decimal, int, str)):
         raise InvalidAmount(field, "must be a number")
-    try:
-        amount = Decimal(value)
-    except (InvalidOperation, ValueError):
-        raise InvalidAmount(field, "must be a number") from None
+    amount = Decimal(value)  # cannot fail: a Decimal, an int or a plain decimal string
     if not amount.is_finite():
         raise InvalidAmount(field, "must be a finite number")
     if amount.as_tuple().exponent < -2:

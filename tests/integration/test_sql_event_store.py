@@ -86,14 +86,6 @@ class TestDjangoEventStore(EventStoreContract):
         [query] = queries.captured_queries
         assert "LIMIT 3" in query["sql"]
 
-    def test_without_returning_the_append_reads_its_positions_back(self, store, monkeypatch):
-        """MySQL (and MariaDB before 10.5) cannot return bulk-inserted keys."""
-        monkeypatch.setattr(type(connection.features), "can_return_rows_from_bulk_insert", False)
-        store.append(stream(), 0, [new_event()])
-        stored = store.append(stream(), 0, [new_event(), new_event(), new_event()])
-        assert [e.position for e in stored] == [e.position for e in list(store.read_all())[1:]]
-        assert [e.event_id for e in store.unpublished()][1:] == [e.event_id for e in stored]
-
     def test_writers_waiting_on_an_append_that_rolls_back_settle_as_one_win_and_conflicts(self, store):
         """On InnoDB, writers queued behind an uncommitted row at the same
         (stream_id, version) may deadlock (error 1213) when its transaction rolls

@@ -123,7 +123,15 @@ def _corrupted(**changes) -> dict:
         _corrupted(handled_requests=None),
         {},
     ],
-    ids=lambda s: str(s)[:60],
+    # Plain ASCII ids: pytest escapes non-ASCII ids again each time it collects in one
+    # process, and mutmut (make mutation) collects several times.
+    ids=[
+        "no balance", "a float balance", "a balance that is no number", "a NaN balance",
+        "a version that is text", "a version that is a bool", "version 0",
+        "is_closed that is text", "never opened", "an opening time without a zone",
+        "a handled request without a time", "a handled request with a number for a key",
+        "no handled requests", "empty",
+    ],
 )
 def test_a_corrupt_snapshot_is_refused(snapshot):
     with pytest.raises(InvalidSnapshot):

@@ -1,0 +1,58 @@
+"""Snapshots at their edges: a closed account, an account just opened, a key exactly as old as the
+cut-off, and refusals that say why (the repository logs the reason and replays instead)."""
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from accounts.domain import errors
+from accounts.domain.bank_account import BankAccount, InvalidSnapshot
+
+
+def restored(account: BankAccount) -> BankAccount:
+    return BankAccount.from_snapshot(account.id, json.loads(json.dumps(account.to_snapshot())))
+
+
+def test_a_closed_account_restored_from_its_snapshot_is_closed_since_the_same_moment():
+    account = BankAccount.open(account_id=uuid.uuid4(), holder="Ada", account_type="SAVINGS", opening_balance="1.00")
+    account.close()
+    again = restored(account)
+    assert again.is_closed and again.closed_at == account.pending_events[-1].occurred_at
+    with pytest.raises(errors.AccountAlreadyClosed):
+        again.close()
+
+
+def test_an_account_just_opened_restores_from_its_snapshot():
+    account = BankAccount.open(account_id=uuid.uuid4(), holder="Ada", account_type="SAVINGS", opening_balance="1.00")
+    again = restored(account)
+    assert (again.version, again.balance, again.closed_at) == (1, account.balance, None)
+
+
+def test_a_key_handled_exactly_at_the_cut_off_is_still_in_the_snapshot():
+    account = BankAccount.open(
+        account_id=uuid.uuid4(), holder="Ada", account_type="SAVINGS", opening_balance="1.00",
+        metadata={"issued_by": "teller", "idempotency_key": "k"},
+    )
+    handled_at = account.pending_events[0].occurred_at
+    assert account.to_snapshot(handled_since=handled_at)["handled_requests"] == [["teller", "k", handled_at.isoformat()]]
+    assert account.to_snapshot(handled_since=handled_at + timedelta(microseconds=1))["handled_requests"] == []
+
+
+def _snapshot(**changes) -> dict:
+    account = BankAccount.open(account_id=uuid.uuid4(), holder="Ada", account_type="SAVINGS", opening_balance="1.00")
+    return {**account.to_snapshot(), **changes}
+
+
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        ({"version": "4"}, "Not a snapshot of a bank account: TypeError(\"'4' is not a int\")"),
+        ({"opened_at": "2026-11-26T09:30:00"}, "Not a snapshot of a bank account: ValueError(\"'2026-11-26T09:30:00' has no time zone\")"),
+        ({"version": 0}, "Not a snapshot of a bank account: no opening"),
+    ],
+)
+def test_a_refused_snapshot_says_what_is_wrong_with_it(changes, reason):
+    with pytest.raises(InvalidSnapshot) as refused:
+        BankAccount.from_snapshot(uuid.uuid4(), _snapshot(**changes))
+    assert str(refused.value) == reason
