@@ -1,4 +1,5 @@
 """The command side's own tables. (Events live in the event store, not here.)"""
+
 from django.conf import settings
 from django.db import models
 

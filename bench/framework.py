@@ -6,6 +6,7 @@ that Django can be set up for a different database each time and the peak
 memory of the case is its own. The case returns a JSON-able dict; the parent
 reads the child's peak RSS from the kernel.
 """
+
 from __future__ import annotations
 
 import json
@@ -94,7 +95,7 @@ def run_case(
     lines = [line for line in output.splitlines() if line.startswith(RESULT_MARKER)]
     if not lines:
         raise CaseFailed(f"{target} printed no result")
-    payload = json.loads(lines[-1][len(RESULT_MARKER):])
+    payload = json.loads(lines[-1][len(RESULT_MARKER) :])
     return CaseResult(result=payload["result"], peak_rss_mb=payload["peak_rss_mb"], wall_seconds=wall)
 
 

@@ -6,6 +6,7 @@ reads them all back through the store, and prints the CPU time the reading took.
 
     .venv/bin/python bench/mongo_read_all.py --events 50000 --accounts 500
 """
+
 import argparse
 import os
 import sys
@@ -51,7 +52,9 @@ def main() -> None:
         for _ in range(2):
             started, cpu = time.monotonic(), time.process_time()
             count = sum(1 for _ in store.read_all(batch_size=args.batch_size))
-            print(f"read_all: {count} events in {time.process_time() - cpu:.2f} s CPU, {time.monotonic() - started:.2f} s wall")
+            print(
+                f"read_all: {count} events in {time.process_time() - cpu:.2f} s CPU, {time.monotonic() - started:.2f} s wall"
+            )
         store.close()
 
 

@@ -13,6 +13,7 @@ Then `rebuild_read_model` projects them, so the read model matches.
 
 The database must be new (or its event store empty): this refuses to add to one.
 """
+
 import argparse
 import os
 import random

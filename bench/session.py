@@ -4,6 +4,7 @@ MariaDB is the machine's own server (a scratch database per use, dropped at
 the end); the MongoDB- and Kafka-protocol stand-ins are the ones the tests
 start (tests/servers), on free ports.
 """
+
 from __future__ import annotations
 
 import os
@@ -81,8 +82,10 @@ def _mysql_execute(statement: str) -> None:
 
     db = dj_database_url.parse(MYSQL_SERVER_URL + "/mysql")
     connection = MySQLdb.connect(
-        host=db.get("HOST") or "127.0.0.1", port=int(db.get("PORT") or 3306),
-        user=db.get("USER") or "root", passwd=db.get("PASSWORD") or "",
+        host=db.get("HOST") or "127.0.0.1",
+        port=int(db.get("PORT") or 3306),
+        user=db.get("USER") or "root",
+        passwd=db.get("PASSWORD") or "",
     )
     try:
         connection.cursor().execute(statement)

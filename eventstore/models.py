@@ -28,7 +28,9 @@ class StoredEventRecord(models.Model):
 class OutboxEntry(models.Model):
     """An event stored but not yet published; written in the append's transaction."""
 
-    stored_event = models.OneToOneField(StoredEventRecord, on_delete=models.CASCADE, primary_key=True, db_constraint=False)
+    stored_event = models.OneToOneField(
+        StoredEventRecord, on_delete=models.CASCADE, primary_key=True, db_constraint=False
+    )
 
     class Meta:
         db_table = "event_store_outbox"

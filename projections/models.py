@@ -1,4 +1,5 @@
 """Read models. Written only by projectors; can be dropped and rebuilt at any time."""
+
 import uuid
 
 from django.db import models
@@ -43,9 +44,7 @@ class EntryKind(models.TextChoices):
 class LedgerEntry(models.Model):
     """One row per money-relevant event of an account, with the balance after it."""
 
-    account = models.ForeignKey(
-        AccountSummary, on_delete=models.DO_NOTHING, db_constraint=False, related_name="ledger"
-    )
+    account = models.ForeignKey(AccountSummary, on_delete=models.DO_NOTHING, db_constraint=False, related_name="ledger")
     version = models.PositiveIntegerField()
     event_id = models.UUIDField(unique=True)
     kind = models.CharField(max_length=16, choices=EntryKind.choices)
@@ -57,9 +56,7 @@ class LedgerEntry(models.Model):
         ordering = ["account_id", "version"]
         verbose_name = "ledger entry"
         verbose_name_plural = "ledger entries"
-        constraints = [
-            models.UniqueConstraint(fields=["account", "version"], name="ledger_account_version_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["account", "version"], name="ledger_account_version_unique")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount} (v{self.version})"

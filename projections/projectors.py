@@ -6,6 +6,7 @@ so that the live path (a batch of events, in a transaction) and the rebuild
 the event's data before it changes the summary, so an event that cannot be
 applied leaves the summary as it was.
 """
+
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Callable, NamedTuple

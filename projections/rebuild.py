@@ -30,6 +30,7 @@ One rebuild at a time: a job row with a unique `running` flag (RebuildJob).
 A job whose process died stops beating; after ABANDONED_AFTER another may
 start, and the old one, if it wakes, finds it no longer owns the job and stops.
 """
+
 import logging
 import time
 from datetime import timedelta
@@ -323,7 +324,10 @@ class _SqliteTables:
                 target=COPY_TABLES, reference=LIVE_TABLES, event_store=event_store, progress=progress
             )
             with self.connection.cursor() as cursor:
-                for live, copy in ((LIVE_TABLES.summary, COPY_TABLES.summary), (LIVE_TABLES.ledger, COPY_TABLES.ledger)):
+                for live, copy in (
+                    (LIVE_TABLES.summary, COPY_TABLES.summary),
+                    (LIVE_TABLES.ledger, COPY_TABLES.ledger),
+                ):
                     cursor.execute(
                         "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = %s AND sql IS NOT NULL",
                         [live],

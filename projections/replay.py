@@ -4,6 +4,7 @@ Both fold every stored event, in the store's global order, through the live
 projection's projectors, so a rebuilt or verified read model is what the live
 projection makes of the same events.
 """
+
 import queue
 import threading
 from contextlib import contextmanager

@@ -3,6 +3,7 @@
 Rebuilding is in projections.rebuild, verifying in projections.verification;
 both replay the store through projections.replay.
 """
+
 import logging
 from dataclasses import dataclass
 from functools import partial
@@ -354,10 +355,7 @@ def retry_dead_letters(*, dead_letters_to_retry: Iterable[DeadLetter], event_sto
     counts the attempt. Infrastructure errors propagate.
     """
     report = RetryReport()
-    ids = [
-        d.pk
-        for d in sorted(dead_letters_to_retry, key=lambda d: (str(d.account_id or ""), d.version or 0, d.pk))
-    ]
+    ids = [d.pk for d in sorted(dead_letters_to_retry, key=lambda d: (str(d.account_id or ""), d.version or 0, d.pk))]
     for pk in ids:
         letter = DeadLetter.objects.filter(pk=pk).first()  # an earlier retry may have applied it
         if letter is None or letter.status == DeadLetterStatus.RETRIED_OK:

@@ -8,6 +8,7 @@ A row changed anywhere in a ledger changes the digest. An account whose
 read model waits behind a pending dead letter differs too: it is not what
 the store says, even though the projection stopped where it had to.
 """
+
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -88,7 +89,9 @@ def read_model_differences(
     stuck = _stuck_behind_dead_letters(summaries)
     for stream_id in sorted(replay.summaries.keys() | summaries.keys() | ledgers.keys()):
         want = replay.summaries.get(stream_id)
-        reasons = _read_model_reasons(stream_id, want, summaries.get(stream_id), ledgers.get(stream_id), expected_ledgers)
+        reasons = _read_model_reasons(
+            stream_id, want, summaries.get(stream_id), ledgers.get(stream_id), expected_ledgers
+        )
         if want is not None and stream_id in stuck:
             count, first_version = stuck[stream_id]
             reasons.append(
@@ -111,7 +114,9 @@ def _read_model_reasons(stream_id, want, have_summary, have_ledger, expected_led
     if want is None or want.version == 0:  # no events, or its opening cannot be applied: no read model
         if have_summary is None and have_ledger is None:
             return []
-        return ["not in the event store" if want is None else "in the read model, but its opening event cannot be applied"]
+        return [
+            "not in the event store" if want is None else "in the read model, but its opening event cannot be applied"
+        ]
     if have_summary is None and have_ledger is None:
         return ["missing from the read model"]
     reasons = []
@@ -119,7 +124,9 @@ def _read_model_reasons(stream_id, want, have_summary, have_ledger, expected_led
     if have_summary is None:
         reasons.append("summary missing")
     elif have_summary != expected_summary:
-        differing = [name for name, have, expected in zip(SUMMARY_FIELDS, have_summary, expected_summary) if have != expected]
+        differing = [
+            name for name, have, expected in zip(SUMMARY_FIELDS, have_summary, expected_summary) if have != expected
+        ]
         reasons.append(f"summary differs: {', '.join(differing)}")
     expected_entries, expected_digest = expected_ledgers[want.id].result()
     entries, digest = have_ledger or (0, b"")
@@ -140,7 +147,11 @@ def _read_model_ledger_digests() -> dict[str, tuple[int, bytes]]:
     )
     account_id, digest, after = None, None, None
     while True:
-        page = rows if after is None else rows.filter(Q(account_id__gt=after[0]) | Q(account_id=after[0], version__gt=after[1]))
+        page = (
+            rows
+            if after is None
+            else rows.filter(Q(account_id__gt=after[0]) | Q(account_id=after[0], version__gt=after[1]))
+        )
         batch = list(page[:REPLAY_BATCH_SIZE])
         for row in batch:
             if row[0] != account_id:

@@ -1,4 +1,5 @@
 """The composition root: the one place that picks backends from settings."""
+
 import logging
 import os
 from datetime import timedelta
@@ -238,9 +239,7 @@ _subscription: EventSubscription | None = None
 def projection_subscription() -> EventSubscription:
     global _subscription
     if _subscription is None:
-        _subscription = event_transport().subscribe(
-            settings.TECHBANK_KAFKA_GROUP, member_id=projection_member_id()
-        )
+        _subscription = event_transport().subscribe(settings.TECHBANK_KAFKA_GROUP, member_id=projection_member_id())
     return _subscription
 
 

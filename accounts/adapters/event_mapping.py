@@ -1,4 +1,5 @@
 """Domain events <-> the event store's records. Money travels as a string."""
+
 import dataclasses
 import uuid
 from functools import cache
@@ -37,9 +38,7 @@ def to_domain_event(stored: StoredEvent) -> AccountEvent:
     event_class = EVENT_TYPES[stored.event_type]
     is_money = _field_is_money(event_class)
     data = {
-        name: Decimal(value) if is_money[name] else value
-        for name, value in stored.data.items()
-        if name in is_money
+        name: Decimal(value) if is_money[name] else value for name, value in stored.data.items() if name in is_money
     }
     return event_class(
         account_id=UUID(stored.stream_id),

@@ -1,4 +1,5 @@
 """EventPublisher implementations."""
+
 import logging
 from typing import Callable, Sequence
 

@@ -7,6 +7,7 @@ history. Snapshots are a cache: one written by other aggregate code (another
 fingerprint), or one that cannot be restored, is ignored (the account is
 replayed in full) and replaced; failing to write one never fails a command.
 """
+
 import hashlib
 import logging
 import threading
@@ -109,7 +110,11 @@ class BankAccountRepository:
             # Replaced by the next snapshot this code writes (the stream is long: it has one).
             logger.info("The snapshot of account %s is from other code; replaying its events", stream_id)
             return None
-        if not isinstance(snapshot.version, int) or snapshot.version < 1 or snapshot.state.get("version") != snapshot.version:
+        if (
+            not isinstance(snapshot.version, int)
+            or snapshot.version < 1
+            or snapshot.state.get("version") != snapshot.version
+        ):
             return self._discard(snapshot, "its versions disagree")
         # From the snapshot's own last event: a snapshot ahead of its stream (which
         # no correct run writes) would otherwise give an account no append can follow.
@@ -149,4 +154,6 @@ class BankAccountRepository:
             state = account.to_snapshot(handled_since=handled_since)
             self.snapshots.save(Snapshot(str(account.id), account.version, self.schema, state))
         except Exception:  # noqa: BLE001 - a snapshot is a cache: the command has succeeded
-            logger.warning("Could not save a snapshot of account %s at version %d", account.id, account.version, exc_info=True)
+            logger.warning(
+                "Could not save a snapshot of account %s at version %d", account.id, account.version, exc_info=True
+            )

@@ -1,4 +1,5 @@
 """The resource API's command side: /api/accounts/ and its actions."""
+
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -90,7 +91,9 @@ class _MoneyMovementApi(_AccountCommandApi):
     permission_classes = requires(MOVE_MONEY)
     command_class: type[commands.DepositFunds] | type[commands.WithdrawFunds]
 
-    @extend_schema(tags=["accounts"], request=AmountSerializer, responses={200: AccountCommandAnswer, **ERROR_RESPONSES})
+    @extend_schema(
+        tags=["accounts"], request=AmountSerializer, responses={200: AccountCommandAnswer, **ERROR_RESPONSES}
+    )
     @idempotent
     def post(self, request, account_id: str):
         serializer = AmountSerializer(data=request.data)

@@ -1,4 +1,5 @@
 """The BankAccount aggregate: it decides, by the bank's rules, and records events."""
+
 import unicodedata
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -125,9 +126,7 @@ class BankAccount:
         }
 
     @classmethod
-    def from_snapshot(
-        cls, account_id: UUID, snapshot: dict, history: Iterable[AccountEvent] = ()
-    ) -> "BankAccount":
+    def from_snapshot(cls, account_id: UUID, snapshot: dict, history: Iterable[AccountEvent] = ()) -> "BankAccount":
         """The account as `to_snapshot` left it, then `history` (the events after it) applied.
 
         Raises InvalidSnapshot if the snapshot is not one `to_snapshot` could have written.

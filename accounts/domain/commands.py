@@ -1,4 +1,5 @@
 """Commands: what a client asks the bank to do. Imperative names, plain data."""
+
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal

@@ -1,4 +1,5 @@
 """Events: what happened to an account. Past-tense names, frozen, never edited."""
+
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal

@@ -1,4 +1,5 @@
 """Money is a Decimal quantized to cents; floats never get in."""
+
 import re
 from decimal import Decimal, InvalidOperation
 

@@ -1,4 +1,5 @@
 """Runs each command through its one handler, retrying lost races, then publishes."""
+
 import logging
 import random
 import threading

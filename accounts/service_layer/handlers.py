@@ -1,4 +1,5 @@
 """Command handlers: load the aggregate, let it decide, store what it recorded."""
+
 import uuid
 
 from accounts.adapters.repository import BankAccountRepository

@@ -1,4 +1,5 @@
 """Where stored events go next. The composition root picks the implementation."""
+
 import abc
 from typing import Sequence
 

@@ -6,6 +6,7 @@ Withdrawals are small against the opening balances (at most 100.00 against at
 least 5,000.00), so none is refused for lack of funds in any order: the HTTP
 runs send the mix three times over, from concurrent clients.
 """
+
 from __future__ import annotations
 
 import random

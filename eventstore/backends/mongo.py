@@ -13,6 +13,7 @@ multi-document transaction; the documents still come from, and are validated
 by, the mongoengine classes below. Transactions need a replica set (a
 single-node one will do).
 """
+
 from __future__ import annotations
 
 import threading
@@ -205,7 +206,10 @@ class MongoEventStore(EventStore):
     def drop_everything(self) -> None:
         """For tests: drop the store's collections (indexes, counter and all)."""
         for collection in (
-            self._event_collection, self._outbox_collection, self._counter_collection, self._snapshot_collection
+            self._event_collection,
+            self._outbox_collection,
+            self._counter_collection,
+            self._snapshot_collection,
         ):
             collection.drop()
         self._committed.clear()
@@ -228,8 +232,12 @@ class MongoEventStore(EventStore):
             # refuses an expected version beyond the stream's end (a gap),
             # unless this store has seen the stream reach it.
             seen = self._committed.reaches(stream_id, expected_version)
-            if expected_version and not seen and not self._event_collection.find_one(
-                {"stream_id": stream_id, "version": expected_version}, projection={"_id": 1}, session=session
+            if (
+                expected_version
+                and not seen
+                and not self._event_collection.find_one(
+                    {"stream_id": stream_id, "version": expected_version}, projection={"_id": 1}, session=session
+                )
             ):
                 raise ConcurrencyConflict(stream_id, expected_version)
             # Taking positions inside the transaction makes every append write
@@ -356,8 +364,11 @@ class MongoSnapshotStore(SnapshotStore):
 
     def save(self, snapshot):
         doc = SnapshotDocument(
-            stream_id=snapshot.stream_id, version=snapshot.version, schema=snapshot.schema,
-            state=snapshot.state, taken_at=datetime.now(timezone.utc),
+            stream_id=snapshot.stream_id,
+            version=snapshot.version,
+            schema=snapshot.schema,
+            state=snapshot.state,
+            taken_at=datetime.now(timezone.utc),
         )
         doc.validate()
         fields = doc.to_mongo().to_dict()

@@ -4,6 +4,7 @@ One topic for all account events, keyed by account id, so each account's
 events stay in order (partitioning by key). Consumers are members of a group;
 each member sees its share of the partitions and commits how far it got.
 """
+
 import abc
 from dataclasses import dataclass
 from typing import Sequence

@@ -11,6 +11,7 @@ to every client (producer, consumer, admin) that knows it. The settings the
 guarantees above rest on (acks, auto commit, isolation level, ...) cannot be
 overridden.
 """
+
 from __future__ import annotations
 
 import logging
@@ -86,8 +87,9 @@ class KafkaTransport(EventTransport):
             producer = self._connected_producer()
             timeout = producer.config["delivery_timeout_ms"] / 1000 + SEND_GRACE_SECONDS
             try:
-                futures = [producer.send(self.topic, key=key, value=value)
-                           for key, value in map(envelope.encode, events)]
+                futures = [
+                    producer.send(self.topic, key=key, value=value) for key, value in map(envelope.encode, events)
+                ]
                 producer.flush(timeout=timeout)
                 for future in futures:
                     future.get(timeout=timeout)

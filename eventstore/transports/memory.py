@@ -10,6 +10,7 @@ There are no session timeouts: a member is in its group until it closes (a
 static member too, which in Kafka would wait for its session to time out) or
 another subscribes under its member_id.
 """
+
 from __future__ import annotations
 
 import itertools

@@ -1,4 +1,5 @@
 """The resource API's query side: list, detail, events and ledger of accounts."""
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.pagination import PageNumberPagination
@@ -99,7 +100,9 @@ class AccountEventsApi(APIView):
     pagination_class = Pagination
 
     @extend_schema(
-        tags=["accounts"], parameters=[PageSerializer], responses={200: StoredEventSerializer(many=True), **ERROR_RESPONSES}
+        tags=["accounts"],
+        parameters=[PageSerializer],
+        responses={200: StoredEventSerializer(many=True), **ERROR_RESPONSES},
     )
     def get(self, request, account_id: str):
         """The account's event stream, straight from the event store, in version order."""
@@ -125,7 +128,9 @@ class AccountTransactionsApi(APIView):
     pagination_class = Pagination
 
     @extend_schema(
-        tags=["accounts"], parameters=[PageSerializer], responses={200: LedgerEntrySerializer(many=True), **ERROR_RESPONSES}
+        tags=["accounts"],
+        parameters=[PageSerializer],
+        responses={200: LedgerEntrySerializer(many=True), **ERROR_RESPONSES},
     )
     def get(self, request, account_id: str):
         """The account's ledger: every movement with the balance after it."""

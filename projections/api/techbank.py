@@ -1,4 +1,5 @@
 """The techbank course API's query routes (and restoreReadDb), kept route for route."""
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response

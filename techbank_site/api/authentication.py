@@ -5,6 +5,7 @@ the API's side. While an address is throttled, every token it sends is refused
 without being looked up, the right one too: a guesser learns nothing, and the
 wait (Retry-After) is bounded by TECHBANK_FAILED_SIGN_IN_RATE's period.
 """
+
 import logging
 from datetime import timedelta
 

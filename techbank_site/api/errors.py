@@ -3,6 +3,7 @@
 Resource API: {"code", "message"} plus "fields" for validation errors.
 techbank API (/api/v1/): {"message"}, as its clients expect.
 """
+
 import logging
 from dataclasses import dataclass, field
 

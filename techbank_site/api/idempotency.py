@@ -10,6 +10,7 @@ The same key with a different request is refused: 409 idempotency_key_reuse.
 Answers that say "retry" (a lost race, a key still in use, a 5xx) are not
 kept: the key is freed, so a retry with it runs the request.
 """
+
 import contextlib
 import functools
 import hashlib

@@ -3,6 +3,7 @@
 A subclass provides one fixture, `store`, giving an empty store, and
 `run_in_thread`, for backends whose connections are per thread.
 """
+
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -214,7 +215,13 @@ class EventStoreContract:
         """Events are appended, read and published; nothing else. (The outbox's
         mark_published takes an event off the list to publish, not out of the store.)"""
         assert EventStore.__abstractmethods__ == {
-            "append", "load_stream", "stream_version", "read_all", "count_events", "unpublished", "mark_published"
+            "append",
+            "load_stream",
+            "stream_version",
+            "read_all",
+            "count_events",
+            "unpublished",
+            "mark_published",
         }
         assert isinstance(store, EventStore)
         account = stream()

@@ -6,6 +6,7 @@ A subclass provides two fixtures:
 - `lapse`: a function (lock) that makes the lock run out as it does when its
   holder has not renewed it for a whole timeout.
 """
+
 import pytest
 
 from eventstore.relay import RelayLockLost, RelayLockNotTaken, confirm_held, holding

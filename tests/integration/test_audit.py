@@ -1,5 +1,6 @@
 """The audit trail: every stored event says who issued it, when and from which
 request, and nothing (no API route, no management command) changes or deletes one."""
+
 import re
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -37,8 +38,10 @@ def resource_api_commands(api, correlation):
     """Open, deposit, withdraw, close through /api/accounts/; yields (request window, account id) per command."""
     with RequestWindow() as window:
         opened = api.post(
-            "/api/accounts/", {"holder": "Ada", "account_type": "SAVINGS", "opening_balance": "100.00"},
-            format="json", HTTP_X_CORRELATION_ID=correlation("open"),
+            "/api/accounts/",
+            {"holder": "Ada", "account_type": "SAVINGS", "opening_balance": "100.00"},
+            format="json",
+            HTTP_X_CORRELATION_ID=correlation("open"),
         )
     assert opened.status_code == 201, opened.content
     account_id = opened.json()["id"]
@@ -60,8 +63,10 @@ def techbank_api_commands(api, correlation):
     """The same four commands through /api/v1/."""
     with RequestWindow() as window:
         opened = api.post(
-            "/api/v1/openBankAccount", {"accountHolder": "Ada", "accountType": "SAVINGS", "openingBalance": 100},
-            format="json", HTTP_X_CORRELATION_ID=correlation("open"),
+            "/api/v1/openBankAccount",
+            {"accountHolder": "Ada", "accountType": "SAVINGS", "openingBalance": 100},
+            format="json",
+            HTTP_X_CORRELATION_ID=correlation("open"),
         )
     assert opened.status_code == 201, opened.content
     account_id = opened.json()["id"]
@@ -79,7 +84,9 @@ def techbank_api_commands(api, correlation):
         yield window, account_id
 
 
-@pytest.mark.parametrize("commands", [resource_api_commands, techbank_api_commands], ids=["resource API", "techbank API"])
+@pytest.mark.parametrize(
+    "commands", [resource_api_commands, techbank_api_commands], ids=["resource API", "techbank API"]
+)
 def test_every_event_records_who_issued_it_when_and_the_requests_correlation_id(api, commands):
     run = uuid.uuid4().hex[:8]
 
@@ -135,8 +142,12 @@ def test_a_body_that_tries_to_set_an_events_time_or_author_is_refused_and_stores
 UNSAFE_METHODS = ("post", "put", "patch", "delete")
 # What a forger would send: a stored event's fields with other values.
 FORGED_EVENT = {
-    "version": 1, "event_type": "FundsDeposited", "data": {"amount": "1000000.00"}, "amount": "1.00",
-    "occurred_at": "2001-01-01T00:00:00Z", "metadata": {"issued_by": "mallory"},
+    "version": 1,
+    "event_type": "FundsDeposited",
+    "data": {"amount": "1000000.00"},
+    "amount": "1.00",
+    "occurred_at": "2001-01-01T00:00:00Z",
+    "metadata": {"issued_by": "mallory"},
 }
 
 

@@ -1,5 +1,6 @@
 """The relay's lock (one relay at a time) on a real Redis: held while a relay runs, lapses soon after one dies,
 and every way of running the relay takes it."""
+
 import os
 import time
 import uuid
@@ -108,8 +109,9 @@ def kafka_relay(settings, redis_client, kafka_broker):  # noqa: F811
     bootstrap.reset()
     store = bootstrap.event_store()
     now = datetime.now(timezone.utc)
-    store.append(str(uuid.uuid4()), 0, [NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, now, {})
-                                        for _ in range(2)])
+    store.append(
+        str(uuid.uuid4()), 0, [NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, now, {}) for _ in range(2)]
+    )
     yield store
     bootstrap.event_transport().close()
     bootstrap.reset()

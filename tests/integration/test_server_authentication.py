@@ -12,6 +12,7 @@ against a test server that enforces it, as far as one does:
 - MySQL/MariaDB: tests/e2e/test_clean_install.py runs the whole stack as a user who
   is not root and may touch only its own database.
 """
+
 import os
 import subprocess
 import sys

@@ -1,4 +1,5 @@
 """Snapshots through the API on the SQL store (SQLite; MariaDB through scripts/test-mariadb.sh)."""
+
 from decimal import Decimal
 
 import pytest

@@ -1,4 +1,5 @@
 """An account restored from its snapshot behaves exactly as the account replayed from all its events."""
+
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -17,7 +18,10 @@ def state(account: BankAccount) -> dict:
 def account_with_history() -> BankAccount:
     """An account after keyed and unkeyed requests by two users, its events stored (pending cleared)."""
     account = BankAccount.open(
-        account_id=uuid.uuid4(), holder="Zoë Ñandú", account_type="CURRENT", opening_balance="100.10",
+        account_id=uuid.uuid4(),
+        holder="Zoë Ñandú",
+        account_type="CURRENT",
+        opening_balance="100.10",
         metadata={"issued_by": "teller", "idempotency_key": "open-1"},
     )
     account.deposit("0.01", metadata={"issued_by": "teller", "idempotency_key": "k-1"})
@@ -79,7 +83,9 @@ def test_old_idempotency_keys_are_kept_for_callers_that_ask_without_a_time_to_li
     account.handled_requests[("teller", "ancient")] = long_ago
     restored = BankAccount.from_snapshot(account.id, through_json(account.to_snapshot()))
     assert restored.has_handled({"issued_by": "teller", "idempotency_key": "ancient"})
-    assert not restored.has_handled({"issued_by": "teller", "idempotency_key": "ancient"}, since=long_ago + timedelta(days=1))
+    assert not restored.has_handled(
+        {"issued_by": "teller", "idempotency_key": "ancient"}, since=long_ago + timedelta(days=1)
+    )
 
 
 def test_the_rules_hold_on_a_restored_account():

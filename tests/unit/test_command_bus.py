@@ -1,4 +1,5 @@
 """The command side with fakes behind the project's own interfaces."""
+
 import threading
 import uuid
 from decimal import Decimal
@@ -38,7 +39,9 @@ class ConflictingEventStore(InMemoryEventStore):
 def make_bus(store=None, max_attempts=5):
     store = store or InMemoryEventStore()
     publisher = FakePublisher()
-    bus = CommandBus(accounts=BankAccountRepository(store), publisher=publisher, max_attempts=max_attempts, backoff_seconds=0)
+    bus = CommandBus(
+        accounts=BankAccountRepository(store), publisher=publisher, max_attempts=max_attempts, backoff_seconds=0
+    )
     return bus, store, publisher
 
 
@@ -59,7 +62,9 @@ def test_a_command_stores_and_publishes_its_events():
 def test_the_command_metadata_is_recorded_on_the_events():
     bus, store, _ = make_bus()
     meta = commands.CommandMetadata(issued_by="teller-7", correlation_id="req-42")
-    account = bus.handle(commands.OpenAccount(holder="G", account_type="SAVINGS", opening_balance=Decimal("1"), metadata=meta))
+    account = bus.handle(
+        commands.OpenAccount(holder="G", account_type="SAVINGS", opening_balance=Decimal("1"), metadata=meta)
+    )
     assert store.load_stream(str(account.id))[0].metadata == {
         "issued_by": "teller-7",
         "correlation_id": "req-42",
@@ -135,8 +140,12 @@ def test_a_command_repeated_under_the_same_key_has_no_second_effect():
 
 def test_an_opening_repeated_under_the_same_key_finds_the_account_it_opened():
     bus, store, _ = make_bus()
-    first = bus.handle(commands.OpenAccount(holder="H", account_type="SAVINGS", opening_balance=Decimal("1"), metadata=keyed("open-1")))
-    again = bus.handle(commands.OpenAccount(holder="H", account_type="SAVINGS", opening_balance=Decimal("1"), metadata=keyed("open-1")))
+    first = bus.handle(
+        commands.OpenAccount(holder="H", account_type="SAVINGS", opening_balance=Decimal("1"), metadata=keyed("open-1"))
+    )
+    again = bus.handle(
+        commands.OpenAccount(holder="H", account_type="SAVINGS", opening_balance=Decimal("1"), metadata=keyed("open-1"))
+    )
     assert again.id == first.id and store.count_events() == 1
 
 
@@ -174,8 +183,11 @@ class CountingLoads(InMemoryEventStore):
 
 def reusing_bus(store, max_attempts=5):
     return CommandBus(
-        accounts=BankAccountRepository(store), publisher=FakePublisher(), max_attempts=max_attempts,
-        backoff_seconds=0, recent_accounts=100,
+        accounts=BankAccountRepository(store),
+        publisher=FakePublisher(),
+        max_attempts=max_attempts,
+        backoff_seconds=0,
+        recent_accounts=100,
     )
 
 

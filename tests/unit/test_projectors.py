@@ -1,4 +1,5 @@
 """Projectors on unsaved rows: an event they cannot apply is refused before it changes anything."""
+
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal

@@ -1,4 +1,5 @@
 """Loading an account from its snapshot and the events after it, never trusting a stale or broken one."""
+
 import logging
 import subprocess
 import sys
@@ -144,7 +145,10 @@ def test_the_fingerprint_is_the_same_in_a_new_process_running_the_same_code():
     # Else no snapshot would survive a restart: each process would find every one "from other code".
     other_process = subprocess.run(
         [sys.executable, "-c", "from accounts.adapters.repository import aggregate_schema; print(aggregate_schema())"],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert other_process.stdout.strip() == aggregate_schema()
 
@@ -206,10 +210,21 @@ def test_a_corrupt_snapshot_is_ignored_and_replaced(events, snapshots, corrupt, 
     # Replaced, right after that replay, by the account at version 25, spelled out here rather than
     # made by to_snapshot() (which would then be checked against itself).
     opened_at = events.inner.load_stream(str(account.id))[0].occurred_at
-    assert snapshots.get(str(account.id)) == Snapshot(str(account.id), 25, repo.schema, {
-        "version": 25, "holder": "Ada", "account_type": "SAVINGS", "balance": "25.00", "is_closed": False,
-        "opened_at": opened_at.isoformat(), "closed_at": None, "handled_requests": [],
-    })
+    assert snapshots.get(str(account.id)) == Snapshot(
+        str(account.id),
+        25,
+        repo.schema,
+        {
+            "version": 25,
+            "holder": "Ada",
+            "account_type": "SAVINGS",
+            "balance": "25.00",
+            "is_closed": False,
+            "opened_at": opened_at.isoformat(),
+            "closed_at": None,
+            "handled_requests": [],
+        },
+    )
     events.loads.clear()
     assert repository(events, snapshots).get(account.id).balance == Decimal("26.00")
     assert events.loads == [[25, 26]]  # from the replacement
@@ -252,7 +267,9 @@ def keyed(key: str, since=None) -> commands.CommandMetadata:
 
 def test_a_request_repeated_after_a_snapshot_has_no_second_effect(events, snapshots):
     bus = CommandBus(accounts=repository(events, snapshots), publisher=NoPublisher())
-    account = bus.handle(commands.OpenAccount(holder="Ada", account_type="SAVINGS", opening_balance="0.00", metadata=keyed("open")))
+    account = bus.handle(
+        commands.OpenAccount(holder="Ada", account_type="SAVINGS", opening_balance="0.00", metadata=keyed("open"))
+    )
     first = datetime.now(timezone.utc)
     bus.handle(commands.DepositFunds(account_id=account.id, amount="5.00", metadata=keyed("k-1")))
     for n in range(3 * EVERY):
@@ -274,8 +291,12 @@ def test_a_request_repeated_after_a_snapshot_has_no_second_effect(events, snapsh
 
 
 def test_snapshots_leave_out_expired_idempotency_keys_but_keep_live_ones(events, snapshots):
-    bus = CommandBus(accounts=repository(events, snapshots, idempotency_ttl=timedelta(hours=24)), publisher=NoPublisher())
-    account = bus.handle(commands.OpenAccount(holder="Ada", account_type="SAVINGS", opening_balance="0.00", metadata=keyed("open")))
+    bus = CommandBus(
+        accounts=repository(events, snapshots, idempotency_ttl=timedelta(hours=24)), publisher=NoPublisher()
+    )
+    account = bus.handle(
+        commands.OpenAccount(holder="Ada", account_type="SAVINGS", opening_balance="0.00", metadata=keyed("open"))
+    )
     repo = bus.accounts  # a deposit keyed two days ago, then live keyed ones up to a snapshot
     stale = repo.get(account.id)
     stale.deposit("1.00", metadata={"issued_by": "teller", "idempotency_key": "two-days-old"})

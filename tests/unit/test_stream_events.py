@@ -1,4 +1,5 @@
 """StreamEvents: a stream as a sequence a paginator can slice, reading only each slice."""
+
 import uuid
 from datetime import datetime, timezone
 
