@@ -19,7 +19,7 @@ import platform
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.framework import ROOT, Measurement
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="where to write the JSON (default: bench/results/<time>.json)")
     args = parser.parse_args(argv)
 
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     names = args.only or list(WORKLOADS)
     measurements: list[Measurement] = []
     failures: dict[str, str] = {}

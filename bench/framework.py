@@ -15,9 +15,9 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT_MARKER = "BENCH-RESULT "
@@ -107,7 +107,7 @@ def peak_rss_mb() -> float:
 class Stopwatch:
     """`with Stopwatch() as watch: ...; watch.seconds`."""
 
-    def __enter__(self) -> "Stopwatch":
+    def __enter__(self) -> Stopwatch:
         self._started = time.perf_counter()
         self.seconds = 0.0
         return self

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 from bench.seed_events import synthetic_events
 from eventstore.store import StoredEvent

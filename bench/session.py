@@ -39,7 +39,7 @@ class BenchSession:
         self.sizes = Sizes(self.quick)
         self.scratch = Path(self.stack.enter_context(tempfile.TemporaryDirectory(prefix="techbank-bench-")))
 
-    def __enter__(self) -> "BenchSession":
+    def __enter__(self) -> BenchSession:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -19,8 +19,9 @@ died, the wake-up channel was down).
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 from eventstore.store import EventStore
 from eventstore.transports.base import EventTransport, TransportUnavailable
@@ -88,7 +89,7 @@ def confirm_held(lock: RelayLock) -> None:
     """Raise RelayLockLost unless `lock` is still this relay's (its timeout then starts again)."""
     try:
         held = lock.reacquire()
-    except Exception as exc:  # noqa: BLE001 - not owned, or not answered: either way it may be someone else's
+    except Exception as exc:  # not owned, or not answered: either way it may be someone else's
         raise RelayLockLost(f"could not confirm the relay lock: {exc}") from exc
     if held is False:
         raise RelayLockLost("the relay lock is no longer this relay's")
@@ -103,7 +104,7 @@ def holding(lock: RelayLock) -> Iterator[threading.Event]:
     """
     try:
         acquired = lock.acquire(blocking=False)
-    except Exception as exc:  # noqa: BLE001 - the lock's server is down: nobody may relay
+    except Exception as exc:  # the lock's server is down: nobody may relay
         raise RelayLockNotTaken(f"could not take the relay lock: {exc}") from exc
     if not acquired:
         raise RelayLockNotTaken("another relay holds the relay lock")

@@ -7,9 +7,9 @@ one global order (`position`) over all streams, for rebuilds and publishing.
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterator, Sequence
 from uuid import UUID
 
 

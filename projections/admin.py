@@ -9,8 +9,8 @@ import logging
 
 from django.contrib import admin, messages
 from django.urls import reverse
-from django.utils.http import urlencode
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 
 from projections import selectors
 from projections.dead_letters import dead_letters_resolve

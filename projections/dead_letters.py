@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import uuid
-from typing import Iterable
+from collections.abc import Iterable
 
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Value, When

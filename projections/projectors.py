@@ -7,9 +7,10 @@ the event's data before it changes the summary, so an event that cannot be
 applied leaves the summary as it was.
 """
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 from uuid import UUID
 
 from eventstore.store import StoredEvent

@@ -33,9 +33,9 @@ start, and the old one, if it wakes, finds it no longer owns the job and stops.
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from itertools import islice
-from typing import Callable
 from uuid import UUID
 
 from django.db import DEFAULT_DB_ALIAS, Error, IntegrityError, OperationalError, connections, transaction

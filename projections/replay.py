@@ -7,9 +7,9 @@ projection makes of the same events.
 
 import queue
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import islice
-from typing import Iterator
 from uuid import UUID
 
 from django.db import DEFAULT_DB_ALIAS, connections

@@ -5,11 +5,12 @@ both replay the store through projections.replay.
 """
 
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import groupby
 from operator import attrgetter
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import TypeVar
 from uuid import UUID
 
 from django.db import DEFAULT_DB_ALIAS, DataError, Error, IntegrityError, OperationalError, connections, transaction

@@ -10,10 +10,10 @@ the store says, even though the projection stopped where it had to.
 """
 
 import hashlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Callable, Iterator
 from uuid import UUID
 
 from django.db.models import CharField, Q
@@ -41,7 +41,7 @@ def ledger_row_fingerprint(version, event_hex: str, kind, amount, balance_after,
     """One ledger row as bytes, the same whether it comes from a replay or from the database."""
     return (
         f"{version}|{event_hex}|{kind}|{_cents(amount)}|{_cents(balance_after)}|"
-        f"{occurred_at.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%S.%f}\n"
+        f"{occurred_at.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}\n"
     ).encode()
 
 
@@ -53,7 +53,7 @@ def _cents(amount: Decimal) -> str:
 class _LedgerDigest:
     """A running digest of one account's ledger rows, fed in version order."""
 
-    __slots__ = ("entries", "digest")
+    __slots__ = ("digest", "entries")
 
     def __init__(self):
         self.entries = 0

@@ -2,9 +2,9 @@
 
 import logging
 import os
-from datetime import timedelta
 import socket
 import threading
+from datetime import timedelta
 from functools import cache, wraps
 
 from django.conf import settings
@@ -16,7 +16,6 @@ from accounts.service_layer.command_bus import RECENT_ACCOUNTS, CommandBus
 from eventstore.snapshots import SnapshotStore
 from eventstore.store import EventStore
 from eventstore.transports.base import EventSubscription, EventTransport
-
 
 logger = logging.getLogger(__name__)
 

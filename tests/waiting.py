@@ -5,7 +5,8 @@ may be slow, and a test that waits for its condition costs no more for it.
 """
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 

@@ -2,8 +2,8 @@
 
 import dataclasses
 import uuid
-from functools import cache
 from decimal import Decimal
+from functools import cache
 from uuid import UUID
 
 from accounts.domain.events import EVENT_TYPES, AccountEvent

@@ -1,7 +1,7 @@
 """EventPublisher implementations."""
 
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from django.db import transaction
 

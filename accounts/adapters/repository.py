@@ -12,7 +12,7 @@ import hashlib
 import logging
 import threading
 import weakref
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from uuid import UUID
@@ -66,7 +66,7 @@ class BankAccountRepository:
         self.snapshot_every = snapshot_every
         self.schema = schema or aggregate_schema()
         # The version of the latest snapshot each account in use was built from (or wrote).
-        self._snapshot_versions: "weakref.WeakKeyDictionary[BankAccount, int]" = weakref.WeakKeyDictionary()
+        self._snapshot_versions: weakref.WeakKeyDictionary[BankAccount, int] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def get(self, account_id: UUID) -> BankAccount:
@@ -101,7 +101,7 @@ class BankAccountRepository:
         stream_id = str(account_id)
         try:
             snapshot = self.snapshots.get(stream_id)
-        except Exception:  # noqa: BLE001 - a cache that cannot be read is a cache miss
+        except Exception:  # a cache that cannot be read is a cache miss
             logger.warning("Could not read the snapshot of account %s; replaying its events", stream_id, exc_info=True)
             return None
         if snapshot is None:
@@ -132,7 +132,7 @@ class BankAccountRepository:
         logger.warning("The snapshot of account %s is corrupt (%s); replaying its events", snapshot.stream_id, problem)
         try:
             self.snapshots.delete(snapshot.stream_id)
-        except Exception:  # noqa: BLE001 - still a cache miss; the replay goes on
+        except Exception:  # still a cache miss; the replay goes on
             logger.warning("Could not delete the snapshot of account %s", snapshot.stream_id, exc_info=True)
         return None
 
@@ -150,10 +150,10 @@ class BankAccountRepository:
         # Remembered even if the save fails: the next try is another `snapshot_every` events on.
         self._remember(account, account.version)
         try:
-            handled_since = datetime.now(timezone.utc) - self.idempotency_ttl if self.idempotency_ttl else None
+            handled_since = datetime.now(UTC) - self.idempotency_ttl if self.idempotency_ttl else None
             state = account.to_snapshot(handled_since=handled_since)
             self.snapshots.save(Snapshot(str(account.id), account.version, self.schema, state))
-        except Exception:  # noqa: BLE001 - a snapshot is a cache: the command has succeeded
+        except Exception:  # a snapshot is a cache: the command has succeeded
             logger.warning(
                 "Could not save a snapshot of account %s at version %d", account.id, account.version, exc_info=True
             )

@@ -9,8 +9,6 @@ from rest_framework.views import APIView
 from accounts.domain import commands
 from accounts.domain.bank_account import ACCOUNT_TYPES, BankAccount
 from techbank_site import bootstrap
-from techbank_site.api.idempotency import idempotent
-from techbank_site.api.permissions import CLOSE_ACCOUNT, MOVE_MONEY, OPEN_ACCOUNT, VIEW_ACCOUNTS, requires
 from techbank_site.api.fields import (
     HolderField,
     MoneyField,
@@ -18,6 +16,8 @@ from techbank_site.api.fields import (
     command_metadata,
     parse_account_id,
 )
+from techbank_site.api.idempotency import idempotent
+from techbank_site.api.permissions import CLOSE_ACCOUNT, MOVE_MONEY, OPEN_ACCOUNT, VIEW_ACCOUNTS, requires
 from techbank_site.api.schema import (
     ERROR_RESPONSES,
     AccountCommandAnswer,

@@ -8,16 +8,16 @@ from rest_framework.views import APIView
 from accounts.domain import commands
 from accounts.domain.bank_account import ACCOUNT_TYPES
 from techbank_site import bootstrap
-from techbank_site.api.idempotency import idempotent
-from techbank_site.api.permissions import CLOSE_ACCOUNT, MOVE_MONEY, OPEN_ACCOUNT, requires
 from techbank_site.api.errors import techbank_exception_handler
 from techbank_site.api.fields import (
     HolderField,
-    TechbankMoneyField,
     StrictInputSerializer,
+    TechbankMoneyField,
     command_metadata,
     parse_account_id,
 )
+from techbank_site.api.idempotency import idempotent
+from techbank_site.api.permissions import CLOSE_ACCOUNT, MOVE_MONEY, OPEN_ACCOUNT, requires
 
 MessageSerializer = inline_serializer("TechbankMessage", {"message": serializers.CharField()})
 # Every techbank route answers its errors as {"message"} (README, "The techbank API").

@@ -1,9 +1,9 @@
 """The BankAccount aggregate: it decides, by the bank's rules, and records events."""
 
 import unicodedata
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Iterable
 from uuid import UUID
 
 from accounts.domain import errors
@@ -21,7 +21,7 @@ MAX_HOLDER_LENGTH = 255
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def clean_holder(holder: object) -> str:

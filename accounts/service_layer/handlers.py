@@ -7,7 +7,6 @@ from accounts.domain import commands
 from accounts.domain.bank_account import BankAccount
 from accounts.domain.errors import AccountNotFound
 
-
 # Opening under an idempotency key gives the account an id derived from the key,
 # so a retry (even after a crash between storing and answering) finds the account
 # it opened instead of opening a second one.

@@ -30,7 +30,7 @@ import secrets
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bench.framework import ROOT, Measurement, percentile, run_case
 from bench.workloads.mix import Op, cents_text, mix
@@ -196,7 +196,7 @@ def raw_sqlite(*, path: str, accounts: int, commands: int) -> dict:
             streams[op.account] = str(uuid.uuid4())
         versions[op.account] += 1
         event_type, data, metadata = _event_row(op, versions[op.account])
-        now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(" ")
+        now = datetime.now(UTC).replace(tzinfo=None).isoformat(" ")
         connection.execute("BEGIN IMMEDIATE")
         connection.execute(
             insert,
@@ -246,7 +246,7 @@ def raw_mariadb(*, url: str, accounts: int, commands: int) -> dict:
             streams[op.account] = str(uuid.uuid4())
         versions[op.account] += 1
         event_type, data, metadata = _event_row(op, versions[op.account])
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        now = datetime.now(UTC).replace(tzinfo=None)
         cursor.execute(
             insert,
             (
@@ -288,7 +288,7 @@ def raw_mongo(*, url: str, accounts: int, commands: int) -> dict:
         versions[op.account] += 1
         position += 1
         event_type, data, metadata = _event_row(op, versions[op.account])
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         document = {
             "_id": position,
             "event_id": uuid.uuid4(),

@@ -20,7 +20,6 @@ import http.client
 import itertools
 import json
 import os
-import socket
 import sys
 import threading
 import time
@@ -316,7 +315,7 @@ class Client:
                 response = connection.getresponse()
                 raw = response.read()
                 return response.status, json.loads(raw) if raw else None
-            except (ConnectionError, http.client.HTTPException, socket.timeout):
+            except (TimeoutError, ConnectionError, http.client.HTTPException):
                 connection.close()
                 self.local.connection = None
                 if attempt == 2:

@@ -19,6 +19,7 @@ import json
 import statistics
 import time
 import uuid
+from datetime import UTC
 
 from bench.framework import Measurement, percentile, run_case
 
@@ -186,7 +187,7 @@ def _seed_sql(events: int, batch_size: int = 5_000) -> None:
 
 def _seed_mongo(events: int, batch_size: int = 10_000) -> None:
     """As appends would have stored them (documents validated by the store's classes), not in the outbox."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from bench.seeding import bench_events
     from eventstore.backends.mongo import POSITION_COUNTER
@@ -195,7 +196,7 @@ def _seed_mongo(events: int, batch_size: int = 10_000) -> None:
 
     store = bootstrap.event_store()
     assert store.count_events() == 0, "seed a new database"
-    recorded_at = datetime.now(timezone.utc)
+    recorded_at = datetime.now(UTC)
     batch = []
     for e in bench_events(events=events, accounts=1):
         event = NewEvent(e.event_id, e.event_type, e.data, e.occurred_at, e.metadata)

@@ -10,7 +10,8 @@ runs send the mix three times over, from concurrent clients.
 from __future__ import annotations
 
 import random
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 SEED = 20261126
 

@@ -121,10 +121,9 @@ def consume(*, events: int) -> dict:
 
 def raw_writes(*, events: int, accounts: int) -> dict:
     """The baseline: MySQLdb writing the final rows, computed beforehand, in the consumer's batch size."""
+    from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
-
-    from django.conf import settings
 
     batch = settings.TECHBANK_PROJECTION_BATCH
     call_command("migrate", verbosity=0)

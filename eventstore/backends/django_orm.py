@@ -3,8 +3,9 @@
 import json
 import logging
 import uuid
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 from django.db import IntegrityError, OperationalError, connections, transaction
 from django.utils import timezone

@@ -2,7 +2,7 @@
 
 import copy
 import threading
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from eventstore.snapshots import Snapshot, SnapshotStore
 from eventstore.store import ConcurrencyConflict, EventStore, NewEvent, StoredEvent

@@ -6,8 +6,8 @@ each member sees its share of the partitions and commits how far it got.
 """
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from eventstore.store import StoredEvent
 

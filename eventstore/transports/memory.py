@@ -17,7 +17,7 @@ import itertools
 import threading
 import time
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 from eventstore.store import StoredEvent
 from eventstore.transports import envelope

@@ -11,8 +11,8 @@ from projections import selectors
 from projections.api.rebuilds import RebuildInProgress
 from projections.rebuild import RebuildAlreadyRunning, rebuild_read_model
 from techbank_site import bootstrap
-from techbank_site.api.idempotency import idempotent
 from techbank_site.api.fields import parse_account_id
+from techbank_site.api.idempotency import idempotent
 from techbank_site.api.permissions import REBUILD_READ_MODEL, VIEW_ACCOUNTS, requires
 
 

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -42,7 +42,7 @@ def make_event(account_id: str, version: int = 1, event_type: str = "FundsDeposi
         version=version,
         event_type=event_type,
         data=data or {"amount": "10.00"},
-        occurred_at=datetime(2026, 11, 26, 9, 30, 15, 123456, tzinfo=timezone.utc),
+        occurred_at=datetime(2026, 11, 26, 9, 30, 15, 123456, tzinfo=UTC),
         metadata={"issued_by": "teller", "correlation_id": str(uuid.uuid4())},
     )
 

@@ -55,9 +55,7 @@ class RelayLockContract:
 
     def test_holding_refuses_while_another_relay_holds_the_lock_and_releases_it_after_the_block(self, make_lock):
         first, second = make_lock(), make_lock()
-        with holding(first):
-            with pytest.raises(RelayLockNotTaken):
-                with holding(second):
-                    pytest.fail("two relays held the lock at once")
+        with holding(first), pytest.raises(RelayLockNotTaken), holding(second):
+            pytest.fail("two relays held the lock at once")
         with holding(second):
             confirm_held(second)

@@ -194,7 +194,7 @@ def test_from_a_clean_install_the_web_app_the_worker_the_relay_and_the_consumer_
     mongo_with_user,
     kafka_broker,
     mysql_as_app_user,
-    redis_with_password,  # noqa: F811
+    redis_with_password,
 ):
     bin_dir = clean_venv / "bin"
     python = str(bin_dir / "python")

@@ -20,8 +20,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import dj_database_url
 import pytest
-from tests.servers.processes import unavailable
 import yaml
+
+from tests.servers.processes import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"

@@ -24,10 +24,10 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from pymongo import MongoClient
@@ -470,7 +470,7 @@ def issue_commands(client: Client, *, accounts: int, deposits_each: int) -> dict
         ids = list(pool.map(open_account, range(accounts)))
         list(pool.map(deposit, [account_id for account_id in ids for _ in range(deposits_each)]))
     print(f"{accounts * (1 + deposits_each)} commands in {time.monotonic() - started:.1f} s")
-    return {account_id: 1 + deposits_each for account_id in ids}
+    return dict.fromkeys(ids, 1 + deposits_each)
 
 
 def assert_nothing_lost_or_doubled(stack: FaultStack) -> dict:
@@ -641,7 +641,7 @@ def test_a_consumer_killed_mid_batch_applies_every_event_once(tmp_path, servers)
         stack.env["TECHBANK_PROJECTION_BATCH"] = "5"
         stack.start_worker()
         wait_until(
-            lambda: 0 < applied(), 60, lambda: f"the consumer never applied anything\n{stack.logs()}", every=0.01
+            lambda: applied() > 0, 60, lambda: f"the consumer never applied anything\n{stack.logs()}", every=0.01
         )
         stack.kill_worker()
         # A transaction the dead consumer had sent its COMMIT for may still commit: read what it

@@ -358,7 +358,7 @@ def test_with_kafka_down_commands_succeed_and_reach_the_read_model_once_it_is_ba
     tmp_path,
     mongo_server,
     mysql_server,
-    redis_url,  # noqa: F811
+    redis_url,
 ):
     (tmp_path / "kafka").mkdir()
     broker = RestartableKafkaBroker(tmp_path / "kafka")

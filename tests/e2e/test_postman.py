@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
+
 from tests.servers.processes import unavailable
 from tests.staff import ALL_ACCOUNT_PERMISSIONS, grant
 

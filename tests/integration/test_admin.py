@@ -3,7 +3,7 @@
 import html
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.urls import reverse
@@ -168,9 +168,7 @@ def long_account(api, accounts):
         format="json",
     ).json()["id"]
     deposits = [
-        NewEvent(
-            uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, datetime.now(timezone.utc), {"issued_by": "teller"}
-        )
+        NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, datetime.now(UTC), {"issued_by": "teller"})
         for _ in range(299)
     ]
     store = bootstrap.event_store()

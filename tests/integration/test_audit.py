@@ -3,7 +3,7 @@ request, and nothing (no API route, no management command) changes or deletes on
 
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -27,11 +27,11 @@ class RequestWindow:
     """The server's clock before and after a request: an event it stores must fall in between."""
 
     def __enter__(self):
-        self.before = datetime.now(timezone.utc)
+        self.before = datetime.now(UTC)
         return self
 
     def __exit__(self, *exc):
-        self.after = datetime.now(timezone.utc)
+        self.after = datetime.now(UTC)
 
 
 def resource_api_commands(api, correlation):
@@ -232,7 +232,7 @@ def test_the_statement_watch_spots_an_update_or_delete_of_an_event_and_not_the_o
     api.post("/api/accounts/", {"holder": "Ada", "account_type": "SAVINGS", "opening_balance": "1.00"}, format="json")
     # An event straight into the store waits in the outbox (no command projected and published it).
     bootstrap.event_store().append(
-        str(uuid.uuid4()), 0, [NewEvent(uuid.uuid4(), "AccountClosed", {}, datetime.now(timezone.utc))]
+        str(uuid.uuid4()), 0, [NewEvent(uuid.uuid4(), "AccountClosed", {}, datetime.now(UTC))]
     )
     watch = StatementsThatChangeEvents()
     with connection.execute_wrapper(watch):

@@ -1,7 +1,7 @@
 """Staff see dead letters in the admin, read-only, and retry or resolve them with an action."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -36,7 +36,7 @@ def poisoned(api):
         format="json",
     ).json()["id"]
     api.post(f"/api/accounts/{account}/deposits", {"amount": "5.00"}, format="json")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     poison, blocked = bootstrap.event_store().append(
         account,
         2,

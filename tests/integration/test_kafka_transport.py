@@ -28,9 +28,11 @@ from kafka.errors import KafkaTimeoutError
 from eventstore.transports.base import TransportUnavailable
 from eventstore.transports.kafka import ADMIN_DEFAULTS, KafkaTransport
 from tests.contract.event_transport_contract import EventTransportContract, account, group, make_event, receive
-from tests.servers.kafka import configured_broker, running_kafka_broker
-from tests.servers.kafka import kafka_broker  # noqa: F401  (the session's broker, a pytest fixture)
-
+from tests.servers.kafka import (
+    configured_broker,
+    kafka_broker,  # noqa: F401  (the session's broker, a pytest fixture)
+    running_kafka_broker,
+)
 
 TANSU_DEVIATIONS = {
     "test_a_member_that_comes_back_under_its_member_id_resumes_from_the_last_commit": "Tansu hands a returning static member the old member id and never fences the old instance",
@@ -195,7 +197,7 @@ def test_subscribing_to_a_broker_that_is_down_gives_up_by_the_configured_timeout
 
 def test_a_broker_that_stops_makes_send_unavailable_by_the_configured_delivery_timeout(
     kafka_broker,
-    client_configs,  # noqa: F811  (kafka_broker: so that this test is skipped, or fails in CI, like the others)
+    client_configs,
 ):
     short = dict(bootstrap_timeout_ms=1000, max_block_ms=1000, request_timeout_ms=1000, delivery_timeout_ms=2000)
     with running_kafka_broker(configured_broker()) as bootstrap:  # a broker of its own, to stop

@@ -6,7 +6,7 @@ in test_kafka_projection.py, the admin in test_dead_letter_admin.py.
 """
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from io import StringIO
 
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def event(event_type: str, **data) -> NewEvent:
-    return NewEvent(uuid.uuid4(), event_type, data, datetime.now(timezone.utc), {"issued_by": "test"})
+    return NewEvent(uuid.uuid4(), event_type, data, datetime.now(UTC), {"issued_by": "test"})
 
 
 def opened(balance="10.00") -> NewEvent:

@@ -9,8 +9,8 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from projections.models import AccountSummary, RebuildJob
 from projections import rebuild
+from projections.models import AccountSummary, RebuildJob
 from projections.rebuild import ABANDONED_AFTER, RebuildAbandoned, rebuild_job_run, rebuild_job_start
 from techbank_site import bootstrap
 from techbank_site.api.permissions import REBUILD_READ_MODEL, VIEW_ACCOUNTS

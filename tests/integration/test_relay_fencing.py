@@ -10,7 +10,7 @@ the second relay's copy of it lands: older versions after newer ones.
 
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
@@ -66,7 +66,7 @@ class SecondRelaysOutbox:
 
 def store_interleaved_events(store: DjangoEventStore) -> list[str]:
     accounts = [str(uuid.uuid4()) for _ in range(ACCOUNTS)]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for version in range(EVENTS_EACH):
         for account in accounts:
             store.append(account, version, [NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, now, {})])

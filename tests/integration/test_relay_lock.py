@@ -4,7 +4,7 @@ and every way of running the relay takes it."""
 import os
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -15,8 +15,8 @@ from eventstore.relay import holding
 from eventstore.store import NewEvent
 from eventstore.transports.kafka import KafkaTransport
 from techbank_site import bootstrap
-from tests.contract.relay_lock_contract import RelayLockContract
 from tests.contract.event_transport_contract import group, receive
+from tests.contract.relay_lock_contract import RelayLockContract
 from tests.servers.kafka import kafka_broker  # noqa: F401  (the session's broker, a pytest fixture)
 from tests.servers.processes import unavailable
 
@@ -108,7 +108,7 @@ def kafka_relay(settings, redis_client, kafka_broker):  # noqa: F811
     settings.TECHBANK_KAFKA_BOOTSTRAP = kafka_broker
     bootstrap.reset()
     store = bootstrap.event_store()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     store.append(
         str(uuid.uuid4()), 0, [NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, now, {}) for _ in range(2)]
     )

@@ -1,7 +1,7 @@
 """The resource API under /api/accounts/: shapes, money as strings, every error code."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -92,9 +92,7 @@ class CountingReads(EventStore):
 
 def deposits(count: int) -> list[NewEvent]:
     return [
-        NewEvent(
-            uuid.uuid4(), "FundsDeposited", {"amount": f"{n}.00"}, datetime.now(timezone.utc), {"issued_by": "teller"}
-        )
+        NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": f"{n}.00"}, datetime.now(UTC), {"issued_by": "teller"})
         for n in range(1, count + 1)
     ]
 

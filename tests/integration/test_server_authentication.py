@@ -13,9 +13,6 @@ against a test server that enforces it, as far as one does:
   is not root and may touch only its own database.
 """
 
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -26,9 +23,9 @@ from pymongo.errors import OperationFailure
 
 from eventstore.backends.mongo import MongoEventStore
 from techbank_site import bootstrap
-from tests.integration.test_relay_lock import UNUSED_TRANSPORT
 from tests.contract.event_store_contract import new_event, stream
 from tests.contract.event_transport_contract import account, group, make_event, receive
+from tests.integration.test_relay_lock import UNUSED_TRANSPORT
 from tests.servers.kafka import kafka_broker  # noqa: F401  (the session's broker, a pytest fixture)
 from tests.servers.mongo import running_mongo_server_with_user
 from tests.servers.processes import ServerUnavailable, unavailable

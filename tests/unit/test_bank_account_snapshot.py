@@ -2,7 +2,7 @@
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -79,7 +79,7 @@ def test_a_restored_account_answers_has_handled_exactly_as_the_replayed_one():
 
 def test_old_idempotency_keys_are_kept_for_callers_that_ask_without_a_time_to_live():
     account = account_with_history()
-    long_ago = datetime(2001, 1, 1, tzinfo=timezone.utc)
+    long_ago = datetime(2001, 1, 1, tzinfo=UTC)
     account.handled_requests[("teller", "ancient")] = long_ago
     restored = BankAccount.from_snapshot(account.id, through_json(account.to_snapshot()))
     assert restored.has_handled({"issued_by": "teller", "idempotency_key": "ancient"})

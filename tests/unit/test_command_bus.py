@@ -2,6 +2,7 @@
 
 import threading
 import uuid
+from datetime import UTC
 from decimal import Decimal
 
 import pytest
@@ -158,12 +159,12 @@ def test_keys_belong_to_their_user():
 
 
 def test_a_key_older_than_its_time_to_live_is_a_new_request():
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     bus, store, _ = make_bus()
     account = open_account(bus)
     bus.handle(commands.DepositFunds(account_id=account.id, amount=Decimal("1.00"), metadata=keyed("old")))
-    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    later = datetime.now(UTC) + timedelta(seconds=1)
     bus.handle(commands.DepositFunds(account_id=account.id, amount=Decimal("1.00"), metadata=keyed("old", since=later)))
     assert BankAccountRepository(store).get(account.id).balance == Decimal("102.00")
 

@@ -1,7 +1,7 @@
 """Relay (outbox -> topic) and consumer (topic -> projector), with in-memory parts."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.db import OperationalError
@@ -23,7 +23,7 @@ def held_lock() -> FakeRelayLock:
 
 
 def deposit() -> NewEvent:
-    return NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, datetime.now(timezone.utc), {})
+    return NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, datetime.now(UTC), {})
 
 
 class BrokenTransport(InMemoryTransport):

@@ -7,7 +7,7 @@ a failed send), with a deadline that only bounds a hang.
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from eventstore.backends.memory import InMemoryEventStore
 from eventstore.relay import follow_outbox
@@ -18,7 +18,7 @@ from tests.fake_relay_lock import FakeRelayLock
 
 
 def deposit() -> NewEvent:
-    return NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, datetime.now(timezone.utc), {})
+    return NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, datetime.now(UTC), {})
 
 
 class FakeWakeUps:

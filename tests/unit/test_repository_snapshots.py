@@ -5,7 +5,7 @@ import subprocess
 import sys
 import uuid
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -270,7 +270,7 @@ def test_a_request_repeated_after_a_snapshot_has_no_second_effect(events, snapsh
     account = bus.handle(
         commands.OpenAccount(holder="Ada", account_type="SAVINGS", opening_balance="0.00", metadata=keyed("open"))
     )
-    first = datetime.now(timezone.utc)
+    first = datetime.now(UTC)
     bus.handle(commands.DepositFunds(account_id=account.id, amount="5.00", metadata=keyed("k-1")))
     for n in range(3 * EVERY):
         bus.handle(commands.DepositFunds(account_id=account.id, amount="1.00", metadata=keyed(f"other-{n}")))
@@ -285,7 +285,7 @@ def test_a_request_repeated_after_a_snapshot_has_no_second_effect(events, snapsh
     assert all(loaded[0] == 30 for loaded in events.loads)  # from the snapshot
     assert replayed(events, account.id).balance == Decimal("35.00")
     # Past its time to live the key is a new request, as without snapshots.
-    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    later = datetime.now(UTC) + timedelta(seconds=1)
     bus.handle(commands.DepositFunds(account_id=account.id, amount="5.00", metadata=keyed("k-1", since=later)))
     assert replayed(events, account.id).balance == Decimal("40.00")
 
@@ -306,7 +306,7 @@ def test_snapshots_leave_out_expired_idempotency_keys_but_keep_live_ones(events,
         bus.handle(commands.DepositFunds(account_id=account.id, amount="1.00", metadata=keyed(f"live-{n}")))
     kept = {key for _, key, _ in snapshots.get(str(account.id)).state["handled_requests"]}
     assert "two-days-old" not in kept and {"open", "live-0"} <= kept
-    since = datetime.now(timezone.utc) - timedelta(hours=24)
+    since = datetime.now(UTC) - timedelta(hours=24)
     restored = repository(events, snapshots).get(account.id)
     assert restored.has_handled({"issued_by": "teller", "idempotency_key": "live-0"}, since=since)
     assert not restored.has_handled({"issued_by": "teller", "idempotency_key": "two-days-old"}, since=since)

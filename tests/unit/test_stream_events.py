@@ -1,7 +1,7 @@
 """StreamEvents: a stream as a sequence a paginator can slice, reading only each slice."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.core.paginator import Paginator
@@ -30,8 +30,7 @@ def store():
 def stream_of(store, length: int) -> str:
     account = str(uuid.uuid4())
     events = [
-        NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": f"{n}.00"}, datetime.now(timezone.utc))
-        for n in range(1, length + 1)
+        NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": f"{n}.00"}, datetime.now(UTC)) for n in range(1, length + 1)
     ]
     store.append(account, 0, events)
     store.events_read = 0

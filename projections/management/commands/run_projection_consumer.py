@@ -119,6 +119,6 @@ class Command(BaseCommand):
         if subscription is not None:
             try:
                 subscription.close()
-            except Exception:  # noqa: BLE001 - leaving is best effort: the group times the member out
+            except Exception:  # leaving is best effort: the group times the member out
                 logger.warning("closing the Kafka subscription failed", exc_info=True)
         return None
