@@ -33,7 +33,7 @@ class IdempotencyRecord(models.Model):
         return f"{self.key} ({self.status})"
 
 
-class AccountCommandPermissions(models.Model):
+class AccountCommandPermissions(models.Model):  # noqa: DJ008 - no rows to name: it only carries permissions
     """No table: it only carries the Django permissions of the commands (README, "Access").
 
     Looking accounts up needs projections.view_accountsummary; these are the rest.

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 module = importlib.import_module(WORKLOADS[name])
                 measurements.extend(module.run(session))
-            except Exception:
+            except Exception:  # noqa: BLE001 - one failed workload must not stop the others; reported below
                 failures[name] = traceback.format_exc()
                 print(f"!! {name} failed:\n{failures[name]}", file=sys.stderr, flush=True)
             timings[name] = round(time.perf_counter() - began, 1)
@@ -133,9 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(table(measurements))
-    print(
-        f"\n{len(measurements)} figures in {sum(timings.values()):.0f} s; JSON: {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}"
-    )
+    shown = output.relative_to(ROOT) if output.is_relative_to(ROOT) else output
+    print(f"\n{len(measurements)} figures in {sum(timings.values()):.0f} s; JSON: {shown}")
     if failures:
         print(f"FAILED: {', '.join(failures)}", file=sys.stderr)
         return 1

@@ -52,9 +52,8 @@ def main() -> None:
         for _ in range(2):
             started, cpu = time.monotonic(), time.process_time()
             count = sum(1 for _ in store.read_all(batch_size=args.batch_size))
-            print(
-                f"read_all: {count} events in {time.process_time() - cpu:.2f} s CPU, {time.monotonic() - started:.2f} s wall"
-            )
+            cpu_seconds, wall_seconds = time.process_time() - cpu, time.monotonic() - started
+            print(f"read_all: {count} events in {cpu_seconds:.2f} s CPU, {wall_seconds:.2f} s wall")
         store.close()
 
 

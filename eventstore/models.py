@@ -25,7 +25,7 @@ class StoredEventRecord(models.Model):
         return f"{self.event_type} v{self.version} of {self.stream_id}"
 
 
-class OutboxEntry(models.Model):
+class OutboxEntry(models.Model):  # noqa: DJ008 - shown nowhere (no admin page); named by its event
     """An event stored but not yet published; written in the append's transaction."""
 
     stored_event = models.OneToOneField(

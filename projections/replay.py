@@ -109,7 +109,7 @@ def read_ahead(items: Iterator, depth: int = 2) -> Iterator:
                 if not put((item, None)):
                     return
             put((_END, None))
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - handed to the reading thread, which raises it
             put((_END, error))
         finally:
             connections.close_all()  # this thread's own connections

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from itertools import groupby
+from itertools import groupby, pairwise
 from operator import attrgetter
 from typing import TypeVar
 from uuid import UUID
@@ -149,7 +149,7 @@ def _unapplied(
     """
     if events[-1].version <= projected:
         return []
-    if events[0].version > projected + 1 or any(b.version != a.version + 1 for a, b in zip(events, events[1:])):
+    if events[0].version > projected + 1 or any(b.version != a.version + 1 for a, b in pairwise(events)):
         events = event_store.load_stream(stream_id, after_version=projected)
     return [event for event in events if event.version > projected]
 
@@ -375,7 +375,7 @@ def _retry_dead_letter(letter: DeadLetter, event_store: EventStore) -> int | Non
     """None if it failed again, else how many other pending rows the catch-up applied."""
     try:
         event = envelope.decode(dead_letters.dead_letter_raw(letter))
-    except Exception as exc:  # whatever the decoder says about these bytes
+    except Exception as exc:  # noqa: BLE001 - whatever the decoder says about these bytes
         dead_letters.dead_letter_failed_again(
             dead_letter=letter, reason_type=dead_letters.UNDECODABLE, reason=str(exc) or repr(exc)
         )
@@ -468,9 +468,9 @@ class RowWriter:
         """The objects' values as the driver takes them (no database access: any thread may ask)."""
         columns = [
             map(getter, objects) if convert is None else map(convert, map(getter, objects))
-            for getter, convert in zip(self.getters, self.conversions)
+            for getter, convert in zip(self.getters, self.conversions, strict=True)
         ]
-        return list(zip(*columns))
+        return list(zip(*columns, strict=True))
 
     def execute(self, rows: list[tuple]) -> None:
         if rows:

@@ -125,7 +125,9 @@ def _read_model_reasons(stream_id, want, have_summary, have_ledger, expected_led
         reasons.append("summary missing")
     elif have_summary != expected_summary:
         differing = [
-            name for name, have, expected in zip(SUMMARY_FIELDS, have_summary, expected_summary) if have != expected
+            name
+            for name, have, expected in zip(SUMMARY_FIELDS, have_summary, expected_summary, strict=True)
+            if have != expected
         ]
         reasons.append(f"summary differs: {', '.join(differing)}")
     expected_entries, expected_digest = expected_ledgers[want.id].result()
@@ -138,7 +140,9 @@ def _read_model_reasons(stream_id, want, have_summary, have_ledger, expected_led
 
 
 def _read_model_ledger_digests() -> dict[str, tuple[int, bytes]]:
-    """(entries, digest) of every account's ledger in the read model, read a batch at a time in (account, version) order."""
+    """(entries, digest) of every account's ledger in the read model.
+
+    Read a batch at a time in (account, version) order."""
     digests: dict[str, tuple[int, bytes]] = {}
     rows = (
         LedgerEntry.objects.order_by("account_id", "version")

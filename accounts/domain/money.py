@@ -19,7 +19,7 @@ def to_money(value: object, *, field: str = "amount") -> Decimal:
     Accepts Decimal, int and numeric strings. Floats are refused: by the time a
     float exists the cents may already be wrong.
     """
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise InvalidAmount(field, "must be an exact decimal number, not a float")
     if isinstance(value, str):
         if value in ("NaN", "Infinity", "-Infinity"):

@@ -291,7 +291,7 @@ class DjangoSnapshotStore(SnapshotStore):
 
 def _events_from_rows(rows: list[tuple], tz) -> list[StoredEvent]:
     """StoredEvents from raw _COLUMNS rows, converted as the model's fields would convert them."""
-    event_ids, stream_ids, versions, types, datas, times, metadatas, positions = zip(*rows)
+    event_ids, stream_ids, versions, types, datas, times, metadatas, positions = zip(*rows, strict=True)
     return list(
         map(
             StoredEvent,

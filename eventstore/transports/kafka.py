@@ -261,5 +261,5 @@ def delivery_of(key: bytes | None, value: bytes | None, partition: int, offset: 
     raw = value if value is not None else b""  # None: a tombstone
     try:
         return Delivery(text_key, raw, partition, offset, event=envelope.decode(raw))
-    except Exception as problem:  # whatever is wrong with one message must not stop the ones after it
+    except Exception as problem:  # noqa: BLE001 - whatever is wrong with one message must not stop the ones after it
         return Delivery(text_key, raw, partition, offset, problem=str(problem) or repr(problem))

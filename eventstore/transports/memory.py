@@ -163,5 +163,5 @@ def delivery_of(key: bytes | None, value: bytes, partition: int, offset: int) ->
     text_key = key.decode("utf-8", errors="replace") if key is not None else None
     try:
         return Delivery(text_key, value, partition, offset, event=envelope.decode(value))
-    except Exception as problem:  # whatever is wrong with one message must not stop the ones after it
+    except Exception as problem:  # noqa: BLE001 - whatever is wrong with one message must not stop the ones after it
         return Delivery(text_key, value, partition, offset, problem=str(problem) or repr(problem))

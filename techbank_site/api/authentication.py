@@ -40,7 +40,7 @@ class FailedSignInThrottle(SimpleRateThrottle):
         self.now = self.timer()
         try:
             history = self.cache.get(self.key, [])
-        except Exception as error:  # the cache (Redis) is down: sign-ins go on, unthrottled, rather than all fail
+        except Exception as error:  # noqa: BLE001 - the cache (Redis) is down: sign-ins go on, unthrottled, rather than all fail
             logger.warning("failed sign-ins cannot be counted: %r", error)
             history = []
         self.history = [moment for moment in history if moment > self.now - self.duration]
@@ -50,7 +50,7 @@ class FailedSignInThrottle(SimpleRateThrottle):
         self.history.insert(0, self.now)
         try:
             self.cache.set(self.key, self.history, self.duration)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - the cache is down: as above
             logger.warning("a failed sign-in cannot be counted: %r", error)
 
 

@@ -200,7 +200,7 @@ def idempotent(view_method):
                 try:
                     response = view_method(self, request, *args, **kwargs)
                     transient = False
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - handle_exception answers or re-raises it
                     response = self.handle_exception(exc)  # the documented error answer; re-raised if a bug
                     transient = isinstance(exc, TRANSIENT_ERRORS)
         except BaseException:

@@ -91,7 +91,7 @@ class BackgroundMember(threading.Thread):
                     self.subscription.commit()
                 except TransportUnavailable:  # e.g. during a rebalance: those messages come again
                     self.failed_commits += 1
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - raised again by the test's thread
             self.error = error
 
     def deliveries(self) -> list[Delivery]:

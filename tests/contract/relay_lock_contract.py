@@ -47,7 +47,7 @@ class RelayLockContract:
 
         with pytest.raises(RelayLockLost):
             confirm_held(old)
-        with pytest.raises(Exception):
+        with pytest.raises(Exception):  # noqa: B017, PT011 - each backend refuses with its own error
             old.release()  # refused: it is not the old holder's to release
         assert third.acquire(blocking=False) is False  # still the new holder's
         confirm_held(new)

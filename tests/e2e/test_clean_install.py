@@ -192,7 +192,7 @@ def test_from_a_clean_install_the_web_app_the_worker_the_relay_and_the_consumer_
     clean_venv,
     tmp_path,
     mongo_with_user,
-    kafka_broker,
+    kafka_broker,  # noqa: F811 (fixture)
     mysql_as_app_user,
     redis_with_password,
 ):

@@ -128,10 +128,10 @@ class FaultStack:
         self,
         tmp: Path,
         *,
-        mongo_server: str,
+        mongo_server: str,  # noqa: F811 (fixture)
         kafka_bootstrap: str,
         database_url: str,
-        redis_url: str,
+        redis_url: str,  # noqa: F811 (fixture)
         wsgi: str = "techbank_site.wsgi",
     ):
         self.tmp, self.wsgi, self.kafka, self.database_url = tmp, wsgi, kafka_bootstrap, database_url
@@ -335,7 +335,9 @@ class FaultStack:
             connection.close()
 
     def ledger(self) -> list[tuple]:
-        """Every ledger row but its surrogate key: (account, version, event_id, kind, amount, balance_after, occurred_at)."""
+        """Every ledger row but its surrogate key.
+
+        (account, version, event_id, kind, amount, balance_after, occurred_at)"""
         connection = read_database(self.database_url)
         try:
             cursor = connection.cursor()
@@ -450,7 +452,9 @@ def servers(mongo_server, kafka_broker, redis_url, shared_read_database):  # noq
 
 
 def issue_commands(client: Client, *, accounts: int, deposits_each: int) -> dict[str, int]:
-    """Open `accounts` accounts and deposit into each `deposits_each` times, 8 requests at a time; versions by account."""
+    """Open `accounts` accounts and deposit into each `deposits_each` times, 8 requests at a time.
+
+    Returns the versions by account."""
 
     def open_account(n: int) -> str:
         status, body, _ = client(
@@ -731,10 +735,7 @@ class PrivateMariaDB:
     def start(self) -> None:
         """The first start takes a free port; later ones the same port and data (a restart)."""
         self.starts += 1
-        if self.port is None:
-            port = free_port()
-        else:
-            port = self.port
+        port = free_port() if self.port is None else self.port
         self.process = spawn(self._command(port), self.folder / f"mariadbd-{self.starts}.log")
         deadline = time.monotonic() + 60
         while not (accepts_connections(port) and self._answers(port)):
@@ -793,8 +794,8 @@ def private_mariadb(tmp_path):
 def test_with_the_read_database_down_the_api_answers_503_and_the_consumer_catches_up_once_it_is_back(
     tmp_path,
     private_mariadb,
-    mongo_server,
-    kafka_broker,
+    mongo_server,  # noqa: F811 (fixture)
+    kafka_broker,  # noqa: F811 (fixture)
     redis_url,  # noqa: F811
 ):
     private_mariadb.create_database("techbank")

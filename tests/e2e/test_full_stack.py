@@ -121,7 +121,7 @@ class Http:
 def running_stack(
     tmp: Path,
     *,
-    mongo_server: str,
+    mongo_server: str,  # noqa: F811 (fixture)
     kafka_bootstrap: str,
     mysql_server,
     redis_url: str,
@@ -241,7 +241,8 @@ def stack(tmp_path_factory, mongo_server, kafka_broker, mysql_server, redis_url)
 def read_model(stack) -> list[tuple]:
     cursor = stack["mysql"].cursor()
     cursor.execute(
-        f"SELECT id, holder, account_type, balance, status, version FROM `{stack['mysql_name']}`.projections_accountsummary ORDER BY id"
+        "SELECT id, holder, account_type, balance, status, version"
+        f" FROM `{stack['mysql_name']}`.projections_accountsummary ORDER BY id"
     )
     stack["mysql"].commit()  # end the read transaction, so the next read sees new commits
     return list(cursor.fetchall())
@@ -356,7 +357,7 @@ def test_a_rebuild_started_through_the_api_runs_on_the_worker_while_commands_go_
 
 def test_with_kafka_down_commands_succeed_and_reach_the_read_model_once_it_is_back(
     tmp_path,
-    mongo_server,
+    mongo_server,  # noqa: F811 (fixture)
     mysql_server,
     redis_url,
 ):

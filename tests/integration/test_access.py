@@ -210,8 +210,8 @@ def test_a_fresh_database_gets_the_three_staff_groups(tmp_path):
             (
                 "import json\n"
                 "from django.contrib.auth.models import Group\n"
-                "print(json.dumps({g.name: sorted(f'{p.content_type.app_label}.{p.codename}' for p in g.permissions.all())"
-                " for g in Group.objects.all()}))"
+                "print(json.dumps({g.name: sorted(f'{p.content_type.app_label}.{p.codename}'"
+                " for p in g.permissions.all()) for g in Group.objects.all()}))"
             ),
         ],
         env=env,

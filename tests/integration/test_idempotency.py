@@ -120,7 +120,7 @@ def test_concurrent_retries_in_flight_have_one_effect_and_one_answer(api):
             barrier.wait(timeout=60)
             response = send(client, "post", f"/api/accounts/{account_id}/deposits", {"amount": "10.00"}, "in-flight")
             answers.append((response.status_code, response.json()))
-        except BaseException as error:  # a thread that raised must fail the test, not drop out with a warning
+        except BaseException as error:  # noqa: BLE001 - a thread that raised must fail the test, not drop out with a warning
             failures.append(repr(error))
         finally:
             connection.close()
@@ -357,7 +357,7 @@ def test_a_retry_waiting_for_a_request_that_ends_in_a_conflict_runs_the_command_
             answers[threading.current_thread().name] = send(
                 client, "post", f"/api/accounts/{account_id}/deposits", {"amount": "10.00"}, "conflicted"
             )
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - a thread that raised must fail the test
             failures.append(repr(error))
         finally:
             connection.close()

@@ -63,7 +63,10 @@ def test_a_second_consumer_group_replaying_the_topic_changes_nothing(api, kafka_
 
 
 def test_garbage_on_the_topic_between_good_events_is_dead_lettered_and_the_consumer_moves_on(
-    api, kafka_bus, settings, kafka_broker
+    api,
+    kafka_bus,
+    settings,
+    kafka_broker,  # noqa: F811 (fixture)
 ):
     from kafka import KafkaProducer
 

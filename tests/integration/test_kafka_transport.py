@@ -35,7 +35,9 @@ from tests.servers.kafka import (
 )
 
 TANSU_DEVIATIONS = {
-    "test_a_member_that_comes_back_under_its_member_id_resumes_from_the_last_commit": "Tansu hands a returning static member the old member id and never fences the old instance",
+    "test_a_member_that_comes_back_under_its_member_id_resumes_from_the_last_commit": (
+        "Tansu hands a returning static member the old member id and never fences the old instance"
+    ),
     "test_messages_of_an_aborted_transaction_are_never_delivered": "Tansu ignores read_committed",
 }
 
@@ -196,10 +198,15 @@ def test_subscribing_to_a_broker_that_is_down_gives_up_by_the_configured_timeout
 
 
 def test_a_broker_that_stops_makes_send_unavailable_by_the_configured_delivery_timeout(
-    kafka_broker,
+    kafka_broker,  # noqa: F811 (fixture)
     client_configs,
 ):
-    short = dict(bootstrap_timeout_ms=1000, max_block_ms=1000, request_timeout_ms=1000, delivery_timeout_ms=2000)
+    short = {
+        "bootstrap_timeout_ms": 1000,
+        "max_block_ms": 1000,
+        "request_timeout_ms": 1000,
+        "delivery_timeout_ms": 2000,
+    }
     with running_kafka_broker(configured_broker()) as bootstrap:  # a broker of its own, to stop
         transport = KafkaTransport(bootstrap, topic=new_topic(), **short)
         transport.ensure_topic()

@@ -85,7 +85,7 @@ def letter(stored_event) -> DeadLetter:
 
 def test_an_unknown_event_type_is_dead_lettered_and_the_good_events_around_it_are_applied(bus):
     poisoned, healthy = str(uuid.uuid4()), str(uuid.uuid4())
-    v1, v2, v3, v4 = bus.append(poisoned, opened("10.00"), deposited("5.00"), frozen(), deposited("1.00"))
+    _, _, v3, v4 = bus.append(poisoned, opened("10.00"), deposited("5.00"), frozen(), deposited("1.00"))
     bus.append(healthy, opened("3.00"), deposited("4.00"))
 
     outcome = bus.consume()

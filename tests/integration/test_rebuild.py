@@ -322,7 +322,7 @@ class BusyBank:
     def _run(self, work, seed: int) -> None:
         try:
             work(seed)
-        except BaseException as error:  # reported by the test, not lost in the thread
+        except BaseException as error:  # noqa: BLE001 - reported by the test, not lost in the thread
             with self.changed:
                 self.errors.append(error)
                 self.changed.notify_all()
@@ -456,7 +456,7 @@ def _project_on_own_connection(events, store, report):
 
     try:
         report.append(project_events(events=events, event_store=store))
-    except BaseException as error:
+    except BaseException as error:  # noqa: BLE001 - returned to the test, which reports it
         report.append(error)
     finally:
         connection.close()

@@ -75,7 +75,7 @@ def store_interleaved_events(store: DjangoEventStore) -> list[str]:
 
 def test_a_relay_whose_lock_is_taken_mid_drain_stops_and_the_topic_never_holds_an_older_event_after_a_newer_one(
     settings,
-    redis_client,
+    redis_client,  # noqa: F811 (fixture)
     kafka_broker,  # noqa: F811
 ):
     store = DjangoEventStore()

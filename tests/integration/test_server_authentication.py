@@ -117,7 +117,7 @@ def test_without_the_right_user_the_event_store_stores_nothing(mongo_requiring_a
     host = url.removeprefix("mongodb://")
     alias = f"auth-refused-{uuid.uuid4().hex[:6]}"
     try:
-        with pytest.raises(OperationFailure, match="(?i)requires authentication|authentication failed"):
+        with pytest.raises(OperationFailure, match=r"(?i)requires authentication|authentication failed"):  # noqa: PT012 - refused at either step
             # Refused at once (the store makes its indexes as it starts), else at the first append.
             store = MongoEventStore(url=f"mongodb://{credentials}{host}/{database}?retryWrites=false", alias=alias)
             store.append(stream(), 0, [new_event(amount="5.00")])

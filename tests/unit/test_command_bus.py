@@ -88,7 +88,7 @@ def test_an_unknown_account_is_not_found():
 
 
 def test_a_lost_race_is_retried_from_a_fresh_load():
-    bus, store, _ = make_bus(ConflictingEventStore(losses=3))
+    bus, _, _ = make_bus(ConflictingEventStore(losses=3))
     account = open_account(bus)
     result = bus.handle(commands.WithdrawFunds(account_id=account.id, amount=Decimal("1")))
     assert result.version == 2 and result.balance == Decimal("99.00")

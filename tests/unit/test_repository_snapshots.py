@@ -132,7 +132,7 @@ def test_without_a_snapshot_store_every_load_replays_the_whole_stream(events, sn
     assert events.loads == [list(range(1, 26))] * 2
 
 
-def test_the_fingerprint_changes_when_any_code_a_replay_runs_changes(edit_aggregate_code):
+def test_the_fingerprint_changes_when_any_code_a_replay_runs_changes(edit_aggregate_code):  # noqa: F811 (fixture)
     before = aggregate_schema()
     for module in REPLAY_CODE:
         edit_aggregate_code(module)
@@ -160,7 +160,9 @@ def test_by_default_snapshots_carry_the_fingerprint_of_the_aggregates_code(event
 
 
 def test_a_snapshot_written_before_the_aggregates_code_changed_is_not_trusted_but_replaced(
-    events, snapshots, edit_aggregate_code
+    events,
+    snapshots,
+    edit_aggregate_code,  # noqa: F811 (fixture)
 ):
     old_code = BankAccountRepository(events, snapshots, snapshot_every=EVERY)
     account = account_of(old_code, deposits=24)  # 25 events, a snapshot at 20

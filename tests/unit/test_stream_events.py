@@ -67,5 +67,5 @@ def test_a_django_paginator_reads_one_page_and_the_length(store):
 
 
 def test_a_stepped_slice_is_refused(store):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="one step at a time"):
         StreamEvents(store, stream_of(store, 5))[::2]
