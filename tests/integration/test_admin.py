@@ -11,7 +11,7 @@ from django.urls import reverse
 from eventstore.models import StoredEventRecord
 from eventstore.store import NewEvent
 from projections.models import AccountSummary, LedgerEntry
-from projections.services import rebuild_read_model
+from projections.rebuild import rebuild_read_model
 from techbank_site import bootstrap
 from tests.staff import staff_group
 
