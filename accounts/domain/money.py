@@ -32,9 +32,10 @@ def to_money(value: object, *, field: str = "amount") -> Decimal:
         amount = Decimal(value)
     except (InvalidOperation, ValueError):
         raise InvalidAmount(field, "must be a number") from None
-    if not amount.is_finite():
+    exponent = amount.as_tuple().exponent  # a letter ('n', 'N', 'F') only for NaN and the infinities
+    if not amount.is_finite() or not isinstance(exponent, int):
         raise InvalidAmount(field, "must be a finite number")
-    if amount.as_tuple().exponent < -2:
+    if exponent < -2:
         raise InvalidAmount(field, "must have at most 2 decimal places")
     if abs(amount) > MAX_AMOUNT:
         raise InvalidAmount(field, f"must not exceed {MAX_AMOUNT:,}")

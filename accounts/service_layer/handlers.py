@@ -1,6 +1,8 @@
 """Command handlers: load the aggregate, let it decide, store what it recorded."""
 
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from accounts.adapters.repository import BankAccountRepository
 from accounts.domain import commands
@@ -66,7 +68,8 @@ def close_account(cmd: commands.CloseAccount, accounts: BankAccountRepository) -
     return account
 
 
-COMMAND_HANDLERS = {
+# Each handler takes its own command class: Any stands for "the key's class", which a dict type cannot say.
+COMMAND_HANDLERS: dict[type[commands.Command], Callable[[Any, BankAccountRepository], BankAccount]] = {
     commands.OpenAccount: open_account,
     commands.DepositFunds: deposit_funds,
     commands.WithdrawFunds: withdraw_funds,

@@ -126,6 +126,8 @@ def _corrupted(**changes) -> dict:
         _corrupted(opened_at="2026-11-26T09:30:00"),
         _corrupted(handled_requests=[["teller", "k-1"]]),
         _corrupted(handled_requests=[["teller", 7, "2026-11-26T09:30:00+00:00"]]),
+        # A request with no time would be forgotten (has_handled is False), so a retry would move money again.
+        _corrupted(handled_requests=[["teller", "k-1", None]]),
         _corrupted(handled_requests=None),
         {},
     ],
