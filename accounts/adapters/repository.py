@@ -40,6 +40,8 @@ def aggregate_schema() -> str:
     """
     digest = hashlib.sha256()
     for module in (bank_account, events, event_mapping):
+        if module.__file__ is None:  # never for a module imported from a file
+            raise RuntimeError(f"{module.__name__} has no source file to fingerprint")
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()
 
@@ -70,7 +72,7 @@ class BankAccountRepository:
         self._lock = threading.Lock()
 
     def get(self, account_id: UUID) -> BankAccount:
-        restored = self._restore(account_id) if self.snapshots else None
+        restored = self._restore(self.snapshots, account_id) if self.snapshots else None
         if restored:
             account, snapshot_version = restored
         else:
@@ -96,11 +98,11 @@ class BankAccountRepository:
         return stored
 
     # -- snapshots ---------------------------------------------------------
-    def _restore(self, account_id: UUID) -> tuple[BankAccount, int] | None:
+    def _restore(self, snapshots: SnapshotStore, account_id: UUID) -> tuple[BankAccount, int] | None:
         """The account from its snapshot and the events after it, or None: replay it all."""
         stream_id = str(account_id)
         try:
-            snapshot = self.snapshots.get(stream_id)
+            snapshot = snapshots.get(stream_id)
         except Exception:  # a cache that cannot be read is a cache miss
             logger.warning("Could not read the snapshot of account %s; replaying its events", stream_id, exc_info=True)
             return None
@@ -115,23 +117,26 @@ class BankAccountRepository:
             or snapshot.version < 1
             or snapshot.state.get("version") != snapshot.version
         ):
-            return self._discard(snapshot, "its versions disagree")
+            self._discard(snapshots, snapshot, "its versions disagree")
+            return None
         # From the snapshot's own last event: a snapshot ahead of its stream (which
         # no correct run writes) would otherwise give an account no append can follow.
         history = self.event_store.load_stream(stream_id, after_version=snapshot.version - 1)
         if not history or history[0].version != snapshot.version:
-            return self._discard(snapshot, "it is ahead of the events")
+            self._discard(snapshots, snapshot, "it is ahead of the events")
+            return None
         try:
             account = BankAccount.from_snapshot(account_id, snapshot.state, (to_domain_event(e) for e in history[1:]))
         except InvalidSnapshot as error:
-            return self._discard(snapshot, str(error))
+            self._discard(snapshots, snapshot, str(error))
+            return None
         return account, snapshot.version
 
-    def _discard(self, snapshot: Snapshot, problem: str) -> None:
+    def _discard(self, snapshots: SnapshotStore, snapshot: Snapshot, problem: str) -> None:
         """Delete a snapshot that cannot be used (a later one, written after the replay, may never replace it)."""
         logger.warning("The snapshot of account %s is corrupt (%s); replaying its events", snapshot.stream_id, problem)
         try:
-            self.snapshots.delete(snapshot.stream_id)
+            snapshots.delete(snapshot.stream_id)
         except Exception:  # still a cache miss; the replay goes on
             logger.warning("Could not delete the snapshot of account %s", snapshot.stream_id, exc_info=True)
         return None
