@@ -33,9 +33,10 @@ start, and the old one, if it wakes, finds it no longer owns the job and stops.
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from itertools import islice
+from typing import Any
 from uuid import UUID
 
 from django.db import DEFAULT_DB_ALIAS, Error, IntegrityError, OperationalError, connections, transaction
@@ -226,7 +227,9 @@ def _replay_into(tables: ReadModelTables, replay: Replay, event_store: EventStor
     # ahead, in a thread of its own (with a connection of its own), while the server
     # writes the batch before: their work overlaps (MariaDB: 15% faster). SQLite writes
     # in this process, mostly holding the GIL: a thread would only compete (20% slower).
-    batches = ((ledger.rows(entries), replayed) for entries, replayed in replay.batches(event_store))
+    batches: Iterator[tuple[list[tuple[Any, ...]], int]] = (
+        (ledger.rows(entries), replayed) for entries, replayed in replay.batches(event_store)
+    )
     if ledger.connection.vendor != "sqlite":
         batches = read_ahead(batches)
     for rows, replayed in batches:

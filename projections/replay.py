@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import islice
+from typing import TypeVar
 from uuid import UUID
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -86,7 +87,10 @@ class Replay:
 _END = object()
 
 
-def read_ahead(items: Iterator, depth: int = 2) -> Iterator:
+T = TypeVar("T")
+
+
+def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
     """`items`, produced by a thread of their own up to `depth` items ahead of the caller.
 
     What the thread raises is raised here; if the caller stops early, the thread stops too.

@@ -191,7 +191,7 @@ def project_deliveries(*, deliveries: Sequence[Delivery], event_store: EventStor
         else:
             received.setdefault(delivery.event.event_id, delivery)
     applied, set_aside = _project_setting_poison_aside(
-        [d.event for d in received.values()], event_store, DeadLetterSource.KAFKA, received
+        [d.event for d in received.values() if d.event is not None], event_store, DeadLetterSource.KAFKA, received
     )
     outcome.applied += applied
     outcome.dead_lettered += set_aside
@@ -286,7 +286,7 @@ def _summaries_for_update(ids: list[UUID], tables: ReadModelTables = LIVE_TABLES
     columns = ", ".join(quote(AccountSummary._meta.get_field(name).column) for name in ("id", *SUMMARY_FIELDS))
     for_update = " FOR UPDATE" if connection.features.has_select_for_update else ""
     ids = sorted(ids)
-    found = {}
+    found: dict[UUID, AccountSummary] = {}
     for start in range(0, len(ids), LOCK_CHUNK_SIZE):
         chunk = ids[start : start + LOCK_CHUNK_SIZE]
         marks = ", ".join(["%s"] * len(chunk))

@@ -158,7 +158,7 @@ def _read_model_ledger_digests() -> dict[str, tuple[int, bytes]]:
         )
         batch = list(page[:REPLAY_BATCH_SIZE])
         for row in batch:
-            if row[0] != account_id:
+            if row[0] != account_id or digest is None:  # (digest is None only before the first row)
                 if digest is not None:
                     digests[str(UUID(account_id))] = digest.result()
                 account_id, digest = row[0], _LedgerDigest()
