@@ -42,7 +42,7 @@ class RelayNudgeListener:
 
     def __init__(self, client: redis.Redis, channel: str):
         self._client, self._channel = client, channel
-        self._pubsub = None
+        self._pubsub: redis.client.PubSub | None = None
         self._failing = False
 
     def wait(self, timeout: float) -> bool:

@@ -189,7 +189,8 @@ def raw_sqlite(*, path: str, accounts: int, commands: int) -> dict:
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute(SQLITE_DDL)
     insert = f"INSERT INTO event_store {INSERT_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-    streams, versions = [None] * accounts, [0] * accounts
+    streams: list[str | None] = [None] * accounts
+    versions = [0] * accounts
 
     def execute(op: Op) -> None:
         if op.kind == "open":
@@ -239,7 +240,8 @@ def raw_mariadb(*, url: str, accounts: int, commands: int) -> dict:
     cursor.execute(MYSQL_DDL)
     connection.autocommit(False)
     insert = f"INSERT INTO event_store {INSERT_COLUMNS} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-    streams, versions = [None] * accounts, [0] * accounts
+    streams: list[str | None] = [None] * accounts
+    versions = [0] * accounts
 
     def execute(op: Op) -> None:
         if op.kind == "open":
@@ -274,11 +276,12 @@ def raw_mongo(*, url: str, accounts: int, commands: int) -> dict:
     from pymongo.read_concern import ReadConcern
     from pymongo.write_concern import WriteConcern
 
-    client = MongoClient(url, uuidRepresentation="standard", tz_aware=True)
+    client: MongoClient = MongoClient(url, uuidRepresentation="standard", tz_aware=True)
     events = client.get_default_database()["event_store"]
     events.create_index([("stream_id", 1), ("version", 1)], unique=True, name="stream_version_unique")
     events.create_index("event_id", unique=True)
-    streams, versions = [None] * accounts, [0] * accounts
+    streams: list[str | None] = [None] * accounts
+    versions = [0] * accounts
     position = 0
 
     def execute(op: Op) -> None:

@@ -421,7 +421,9 @@ def drive(
     client = Client(base, token)
     poller = VersionPoller(database_url)
     poller.start()
-    watcher = TopicWatcher(bootstrap, topic) if topic else None
+    if topic and not bootstrap:
+        raise ValueError("watching a topic needs its Kafka bootstrap servers")
+    watcher = TopicWatcher(bootstrap, topic) if topic and bootstrap else None
     if watcher:
         watcher.start()
 
@@ -430,7 +432,7 @@ def drive(
         status, body = client.post(
             "/api/accounts/", {"holder": f"Lag holder {n}", "account_type": "SAVINGS", "opening_balance": "1000.00"}
         )
-        assert status == 201, (status, body)
+        assert status == 201 and body is not None, (status, body)
         return body["id"]
 
     ready_started = time.monotonic()
@@ -476,7 +478,7 @@ def drive(
             with counters:
                 if sent - due > 0.1:
                     late_starts += 1
-                if status == 200:
+                if status == 200 and body is not None:
                     done.append((account, body["version"], answered, sent))
                 else:
                     errors += 1

@@ -176,7 +176,7 @@ class DjangoEventStore(EventStore):
         self, cursor, ops, sql: _AppendSql, statements: _Statements, stream_id, expected_version, events
     ) -> list[StoredEvent]:
         recorded_at = ops.adapt_datetimefield_value(timezone.now())
-        stored = []
+        stored: list[StoredEvent] = []
         for version, event in enumerate(events, start=expected_version + 1):
             row = sql.row(ops, stream_id, version, event, recorded_at)
             if version == 1 or stored:

@@ -149,7 +149,7 @@ class KafkaTransport(EventTransport):
                 log.warning("closing a failed Kafka producer failed", exc_info=True)
             self._producer = None
 
-    def _config(self, client: type, defaults: dict[str, Any]) -> dict[str, Any]:
+    def _config(self, client: Any, defaults: dict[str, Any]) -> dict[str, Any]:  # a kafka-python client class
         known = client.DEFAULT_CONFIG
         options = {k: v for k, v in self._client_options.items() if k in known}
         return {**defaults, **options, "bootstrap_servers": self.bootstrap_servers}

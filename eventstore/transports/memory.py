@@ -138,7 +138,7 @@ class InMemorySubscription(EventSubscription):
             self._transport._changed.notify_all()
 
     def _take(self, max_records: int) -> list[Delivery]:
-        deliveries = []
+        deliveries: list[Delivery] = []
         for partition in sorted(self.positions):
             log = self._transport._partitions[partition]
             start = self.positions[partition]

@@ -165,6 +165,7 @@ def _lease_renewed(record: IdempotencyRecord):
 
 def _holding_the_key(request, key: str, fingerprint: str) -> IdempotencyRecord | Response:
     """Claims the key for this request, or answers it: the first answer again, or a 409."""
+    record: IdempotencyRecord | None
     while True:
         record, claimed = _claim(request.user, key, fingerprint)
         if claimed:

@@ -103,7 +103,9 @@ def running_mongo_server_with_user(user: str, password: str, database: str) -> I
             "secantusd-setup", command, ready=lambda port: True, data_dir=data_dir, shutdown_seconds=15
         )
         try:
-            client = MongoClient(f"mongodb://127.0.0.1:{port}/?retryWrites=false", serverSelectionTimeoutMS=10_000)
+            client: MongoClient = MongoClient(
+                f"mongodb://127.0.0.1:{port}/?retryWrites=false", serverSelectionTimeoutMS=10_000
+            )
             client[database].command("createUser", user, pwd=password, roles=[{"role": "readWrite", "db": database}])
             client.close()
         finally:
