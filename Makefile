@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test test-sqlite test-mariadb install install-dev test-tools lock migrate demo-user compat bench bench-quick mutation mutation-sample clean
+.PHONY: run test test-sqlite test-mariadb test-unit lint format install install-dev test-tools lock migrate demo-user compat bench bench-quick mutation mutation-sample clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -94,6 +94,21 @@ test-sqlite: test-tools
 
 test-mariadb: test-tools
 	scripts/test-mariadb.sh tests/integration
+
+# The fast unit tests only (no database, no servers): seconds, for the edit-test loop.
+test-unit: install-dev
+	$(BIN)/python -m pytest tests/unit -q
+
+# Lint, format check and type check (settings in pyproject.toml); .ci/run runs it before the tests.
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Rewrites the code in the house format and applies ruff's safe fixes.
+format: install-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 # The techbank users' Postman collection (../shared/compat) against a real server.
 compat: install node_modules/.installed

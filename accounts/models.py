@@ -1,4 +1,5 @@
 """The command side's own tables. (Events live in the event store, not here.)"""
+
 from django.conf import settings
 from django.db import models
 
@@ -32,7 +33,7 @@ class IdempotencyRecord(models.Model):
         return f"{self.key} ({self.status})"
 
 
-class AccountCommandPermissions(models.Model):
+class AccountCommandPermissions(models.Model):  # noqa: DJ008 - no rows to name: it only carries permissions
     """No table: it only carries the Django permissions of the commands (README, "Access").
 
     Looking accounts up needs projections.view_accountsummary; these are the rest.

@@ -1,4 +1,5 @@
 """Celery entry points of the command side: thin, the work is in techbank_site.api.idempotency."""
+
 from celery import shared_task
 
 from techbank_site.api.idempotency import purge_expired_records

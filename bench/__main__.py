@@ -8,6 +8,7 @@ Every figure is compared with a baseline measured in the same run: the
 machines are shared and noisy, so only ratios mean something. Nothing here
 asserts a time; --quick fails only if a workload breaks.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,7 @@ import platform
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.framework import ROOT, Measurement
@@ -37,11 +38,18 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def machine() -> dict:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor(),
-    ) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -67,8 +75,17 @@ def table(measurements: list[Measurement]) -> str:
         met = "-" if m.met is None else ("yes" if m.met else "NO")
         baseline = "-" if m.baseline is None else f"{m.baseline}: {format_number(m.baseline_value)} {m.unit}"
         ratio = "-" if m.ratio is None else f"{m.ratio:.2f}x"
-        rows.append((m.workload, m.subject, f"{m.metric}: {format_number(m.value)} {m.unit}", baseline, ratio,
-                     m.target or "-", met))
+        rows.append(
+            (
+                m.workload,
+                m.subject,
+                f"{m.metric}: {format_number(m.value)} {m.unit}",
+                baseline,
+                ratio,
+                m.target or "-",
+                met,
+            )
+        )
     lines = ["| " + " | ".join(row) + " |" for row in rows]
     lines.insert(1, "|" + "|".join("---" for _ in rows[0]) + "|")
     return "\n".join(lines)
@@ -77,12 +94,17 @@ def table(measurements: list[Measurement]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the suite works (under a minute)")
-    parser.add_argument("--only", nargs="+", choices=list(WORKLOADS), metavar="WORKLOAD",
-                        help=f"run only these workloads ({', '.join(WORKLOADS)})")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(WORKLOADS),
+        metavar="WORKLOAD",
+        help=f"run only these workloads ({', '.join(WORKLOADS)})",
+    )
     parser.add_argument("--output", type=Path, help="where to write the JSON (default: bench/results/<time>.json)")
     args = parser.parse_args(argv)
 
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     names = args.only or list(WORKLOADS)
     measurements: list[Measurement] = []
     failures: dict[str, str] = {}
@@ -94,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 module = importlib.import_module(WORKLOADS[name])
                 measurements.extend(module.run(session))
-            except Exception:
+            except Exception:  # noqa: BLE001 - one failed workload must not stop the others; reported below
                 failures[name] = traceback.format_exc()
                 print(f"!! {name} failed:\n{failures[name]}", file=sys.stderr, flush=True)
             timings[name] = round(time.perf_counter() - began, 1)
@@ -111,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(table(measurements))
-    print(f"\n{len(measurements)} figures in {sum(timings.values()):.0f} s; JSON: {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
+    shown = output.relative_to(ROOT) if output.is_relative_to(ROOT) else output
+    print(f"\n{len(measurements)} figures in {sum(timings.values()):.0f} s; JSON: {shown}")
     if failures:
         print(f"FAILED: {', '.join(failures)}", file=sys.stderr)
         return 1

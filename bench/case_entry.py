@@ -3,6 +3,7 @@
 Sets Django up when the environment names a database, runs the function, and
 prints its result after RESULT_MARKER with this process's peak memory.
 """
+
 import importlib
 import json
 import os

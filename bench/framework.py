@@ -6,6 +6,7 @@ that Django can be set up for a different database each time and the peak
 memory of the case is its own. The case returns a JSON-able dict; the parent
 reads the child's peak RSS from the kernel.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,9 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT_MARKER = "BENCH-RESULT "
@@ -94,7 +95,7 @@ def run_case(
     lines = [line for line in output.splitlines() if line.startswith(RESULT_MARKER)]
     if not lines:
         raise CaseFailed(f"{target} printed no result")
-    payload = json.loads(lines[-1][len(RESULT_MARKER):])
+    payload = json.loads(lines[-1][len(RESULT_MARKER) :])
     return CaseResult(result=payload["result"], peak_rss_mb=payload["peak_rss_mb"], wall_seconds=wall)
 
 
@@ -106,7 +107,7 @@ def peak_rss_mb() -> float:
 class Stopwatch:
     """`with Stopwatch() as watch: ...; watch.seconds`."""
 
-    def __enter__(self) -> "Stopwatch":
+    def __enter__(self) -> Stopwatch:
         self._started = time.perf_counter()
         self.seconds = 0.0
         return self
@@ -120,7 +121,7 @@ def percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, int(round(fraction * len(ordered) + 0.5)) - 1))
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
     return ordered[index]
 
 

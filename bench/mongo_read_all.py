@@ -6,21 +6,22 @@ reads them all back through the store, and prints the CPU time the reading took.
 
     .venv/bin/python bench/mongo_read_all.py --events 50000 --accounts 500
 """
+
 import argparse
 import os
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "techbank_site.settings")
 
-from bench.seed_events import synthetic_events  # noqa: E402
-from eventstore.backends.mongo import MongoEventStore  # noqa: E402
-from eventstore.store import NewEvent  # noqa: E402
-from tests.servers.mongo import running_mongo_server  # noqa: E402
+from bench.seed_events import synthetic_events
+from eventstore.backends.mongo import MongoEventStore
+from eventstore.store import NewEvent
+from tests.servers.mongo import running_mongo_server
 
 BATCH_SIZE = 5_000
 
@@ -35,7 +36,7 @@ def main() -> None:
     with running_mongo_server() as url:
         store = MongoEventStore(url=f"{url}/bench?retryWrites=false", alias="bench")
         metadata = {"issued_by": "bench", "correlation_id": "bench-seed"}
-        recorded_at = datetime.now(timezone.utc)
+        recorded_at = datetime.now(UTC)
         docs = []
         for position, (stream_id, version, event_type, data, occurred_at) in enumerate(
             synthetic_events(events=args.events, accounts=args.accounts, seed=4), start=1
@@ -51,7 +52,8 @@ def main() -> None:
         for _ in range(2):
             started, cpu = time.monotonic(), time.process_time()
             count = sum(1 for _ in store.read_all(batch_size=args.batch_size))
-            print(f"read_all: {count} events in {time.process_time() - cpu:.2f} s CPU, {time.monotonic() - started:.2f} s wall")
+            cpu_seconds, wall_seconds = time.process_time() - cpu, time.monotonic() - started
+            print(f"read_all: {count} events in {cpu_seconds:.2f} s CPU, {wall_seconds:.2f} s wall")
         store.close()
 
 

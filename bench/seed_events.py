@@ -13,17 +13,18 @@ Then `rebuild_read_model` projects them, so the read model matches.
 
 The database must be new (or its event store empty): this refuses to add to one.
 """
+
 import argparse
 import os
 import random
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 BATCH_SIZE = 10_000
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _decimal_string(cents: int) -> str:

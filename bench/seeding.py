@@ -5,11 +5,12 @@ and withdraw without ever going below zero, interleaved), with deterministic
 event ids, so that a workload can seed the store in one case and publish or
 replay the very same events in another.
 """
+
 from __future__ import annotations
 
 import random
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 from bench.seed_events import synthetic_events
 from eventstore.store import StoredEvent
@@ -61,10 +62,18 @@ def seed_event_store(*, events: int, accounts: int, seed: int = 4) -> dict:
             cursor.execute("PRAGMA cache_size=-131072")  # 128 MB: the unique keys' indexes fit
         recorded = prep_time(recorded_at, connection)
         for e in bench_events(events=events, accounts=accounts, seed=seed):
-            batch.append((
-                prep_id(e.event_id, connection), e.stream_id, e.version, e.event_type,
-                prep_data(e.data, connection), metadata, prep_time(e.occurred_at, connection), recorded,
-            ))
+            batch.append(
+                (
+                    prep_id(e.event_id, connection),
+                    e.stream_id,
+                    e.version,
+                    e.event_type,
+                    prep_data(e.data, connection),
+                    metadata,
+                    prep_time(e.occurred_at, connection),
+                    recorded,
+                )
+            )
             if len(batch) == INSERT_BATCH:
                 with transaction.atomic():
                     cursor.executemany(insert, batch)

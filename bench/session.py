@@ -4,6 +4,7 @@ MariaDB is the machine's own server (a scratch database per use, dropped at
 the end); the MongoDB- and Kafka-protocol stand-ins are the ones the tests
 start (tests/servers), on free ports.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,7 +39,7 @@ class BenchSession:
         self.sizes = Sizes(self.quick)
         self.scratch = Path(self.stack.enter_context(tempfile.TemporaryDirectory(prefix="techbank-bench-")))
 
-    def __enter__(self) -> "BenchSession":
+    def __enter__(self) -> BenchSession:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -81,8 +82,10 @@ def _mysql_execute(statement: str) -> None:
 
     db = dj_database_url.parse(MYSQL_SERVER_URL + "/mysql")
     connection = MySQLdb.connect(
-        host=db.get("HOST") or "127.0.0.1", port=int(db.get("PORT") or 3306),
-        user=db.get("USER") or "root", passwd=db.get("PASSWORD") or "",
+        host=db.get("HOST") or "127.0.0.1",
+        port=int(db.get("PORT") or 3306),
+        user=db.get("USER") or "root",
+        passwd=db.get("PASSWORD") or "",
     )
     try:
         connection.cursor().execute(statement)

@@ -1,4 +1,5 @@
 """The event store, for staff who need to see exactly what was recorded. Never editable."""
+
 from django.contrib import admin
 
 from eventstore.models import StoredEventRecord

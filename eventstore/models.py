@@ -25,10 +25,12 @@ class StoredEventRecord(models.Model):
         return f"{self.event_type} v{self.version} of {self.stream_id}"
 
 
-class OutboxEntry(models.Model):
+class OutboxEntry(models.Model):  # noqa: DJ008 - shown nowhere (no admin page); named by its event
     """An event stored but not yet published; written in the append's transaction."""
 
-    stored_event = models.OneToOneField(StoredEventRecord, on_delete=models.CASCADE, primary_key=True, db_constraint=False)
+    stored_event = models.OneToOneField(
+        StoredEventRecord, on_delete=models.CASCADE, primary_key=True, db_constraint=False
+    )
 
     class Meta:
         db_table = "event_store_outbox"

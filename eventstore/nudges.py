@@ -4,6 +4,7 @@ Fire and forget: a nudge nobody hears (no relay listening, Redis down) costs
 latency, never an event; the relay looks at the outbox every second anyway.
 Neither side retries: a request must not wait for a Redis that is down.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,7 +42,7 @@ class RelayNudgeListener:
 
     def __init__(self, client: redis.Redis, channel: str):
         self._client, self._channel = client, channel
-        self._pubsub = None
+        self._pubsub: redis.client.PubSub | None = None
         self._failing = False
 
     def wait(self, timeout: float) -> bool:

@@ -1,4 +1,5 @@
 """One stream as a sequence that reads only what is asked for, so a paginator's page is one bounded read."""
+
 from collections.abc import Sequence
 
 from eventstore.store import EventStore

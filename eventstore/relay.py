@@ -15,11 +15,13 @@ holds the lock, and relays whenever it is woken (a command stored events) and
 at least every `idle_seconds` (a nudge that was lost: the command's process
 died, the wake-up channel was down).
 """
+
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 from eventstore.store import EventStore
 from eventstore.transports.base import EventTransport, TransportUnavailable
@@ -52,9 +54,7 @@ class WakeUps(Protocol):
     def close(self) -> None: ...
 
 
-def relay_outbox(
-    *, event_store: EventStore, transport: EventTransport, lock: RelayLock, batch_size: int = 500
-) -> int:
+def relay_outbox(*, event_store: EventStore, transport: EventTransport, lock: RelayLock, batch_size: int = 500) -> int:
     """Send the outbox in global order until it is empty; returns how many were sent.
 
     The caller holds `lock` (see `holding`). Before each batch is sent the lock
@@ -89,7 +89,7 @@ def confirm_held(lock: RelayLock) -> None:
     """Raise RelayLockLost unless `lock` is still this relay's (its timeout then starts again)."""
     try:
         held = lock.reacquire()
-    except Exception as exc:  # noqa: BLE001 - not owned, or not answered: either way it may be someone else's
+    except Exception as exc:  # not owned, or not answered: either way it may be someone else's
         raise RelayLockLost(f"could not confirm the relay lock: {exc}") from exc
     if held is False:
         raise RelayLockLost("the relay lock is no longer this relay's")
@@ -104,7 +104,7 @@ def holding(lock: RelayLock) -> Iterator[threading.Event]:
     """
     try:
         acquired = lock.acquire(blocking=False)
-    except Exception as exc:  # noqa: BLE001 - the lock's server is down: nobody may relay
+    except Exception as exc:  # the lock's server is down: nobody may relay
         raise RelayLockNotTaken(f"could not take the relay lock: {exc}") from exc
     if not acquired:
         raise RelayLockNotTaken("another relay holds the relay lock")
@@ -173,17 +173,26 @@ def follow_outbox(
         try:
             with holding(lock) as lost:
                 logger.info("relay following the outbox")
-                sent += _relay_while_held(event_store=event_store, transport=transport, lock=lock, lost=lost,
-                                          wake_ups=wake_ups, stopping=stopping, idle_seconds=idle_seconds,
-                                          retry_seconds=retry_seconds, batch_size=batch_size)
+                sent += _relay_while_held(
+                    event_store=event_store,
+                    transport=transport,
+                    lock=lock,
+                    lost=lost,
+                    wake_ups=wake_ups,
+                    stopping=stopping,
+                    idle_seconds=idle_seconds,
+                    retry_seconds=retry_seconds,
+                    batch_size=batch_size,
+                )
         except RelayLockNotTaken as exc:  # another relay runs (or the lock's server is down): stand by
             logger.debug("relay standing by: %s", exc)
             _sleep(idle_seconds, stopping)
     return sent
 
 
-def _relay_while_held(*, event_store, transport, lock, lost, wake_ups, stopping, idle_seconds, retry_seconds,
-                      batch_size) -> int:
+def _relay_while_held(
+    *, event_store, transport, lock, lost, wake_ups, stopping, idle_seconds, retry_seconds, batch_size
+) -> int:
     """follow_outbox's rounds while it holds the lock; returns once stopping, or once the lock is lost."""
     sent = 0
     while not stopping():

@@ -5,6 +5,7 @@ snapshot only costs a longer replay, so the repository that uses one treats
 every failure here as "no snapshot". Each backend keeps one snapshot per
 stream, the newest it was given.
 """
+
 from __future__ import annotations
 
 import abc

@@ -3,12 +3,13 @@
 A stream is one account's events, versioned 1, 2, 3, ...; the store also keeps
 one global order (`position`) over all streams, for rebuilds and publishing.
 """
+
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterator, Sequence
 from uuid import UUID
 
 
@@ -21,8 +22,7 @@ class ConcurrencyConflict(Exception):
         self.stream_id = stream_id
         self.expected_version = expected_version
         super().__init__(
-            f"Stream {stream_id} is no longer at version {expected_version}: "
-            "another change to it was stored first"
+            f"Stream {stream_id} is no longer at version {expected_version}: another change to it was stored first"
         )
 
 
@@ -51,9 +51,7 @@ class StoredEvent:
 
 class EventStore(abc.ABC):
     @abc.abstractmethod
-    def append(
-        self, stream_id: str, expected_version: int, events: Sequence[NewEvent]
-    ) -> list[StoredEvent]:
+    def append(self, stream_id: str, expected_version: int, events: Sequence[NewEvent]) -> list[StoredEvent]:
         """Store `events` as versions expected_version+1, +2, ... all or nothing.
 
         Raises ConcurrencyConflict if the stream is not at `expected_version`.

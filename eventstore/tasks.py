@@ -5,6 +5,7 @@ Celery worker runs beside itself: techbank_site/celery.py) holds the lock
 while it runs, so this task then does nothing. It is on beat's schedule as a
 safety net, for a worker whose follower is not running.
 """
+
 import logging
 
 from celery import shared_task

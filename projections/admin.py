@@ -3,13 +3,14 @@
 Dead letters (events the projection could not apply) are read-only too; staff
 act on them only through the Retry and Mark-resolved actions, which call services.
 """
+
 import json
 import logging
 
 from django.contrib import admin, messages
 from django.urls import reverse
-from django.utils.http import urlencode
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 
 from projections import selectors
 from projections.dead_letters import dead_letters_resolve
@@ -70,8 +71,12 @@ class AccountSummaryAdmin(ReadOnlyModelAdmin):
             ("Version", "Type", "Occurred at (UTC)", "Data", "Issued by", "Correlation id"),
             (
                 (
-                    e.version, e.event_type, e.occurred_at.isoformat(), format_html("<code>{}</code>", _as_json(e.data)),
-                    e.metadata.get("issued_by", ""), e.metadata.get("correlation_id", ""),
+                    e.version,
+                    e.event_type,
+                    e.occurred_at.isoformat(),
+                    format_html("<code>{}</code>", _as_json(e.data)),
+                    e.metadata.get("issued_by", ""),
+                    e.metadata.get("correlation_id", ""),
                 )
                 for e in reversed(latest)
             ),
@@ -83,13 +88,12 @@ class AccountSummaryAdmin(ReadOnlyModelAdmin):
         entries = selectors.ledger_list(account_id=account.id)
         total = entries.count()
         latest = entries.order_by("-version")[:LATEST_ON_ACCOUNT_PAGE]
-        list_url = f"{reverse('admin:projections_ledgerentry_changelist')}?{urlencode({'account__id__exact': account.id})}"
+        list_url = (
+            f"{reverse('admin:projections_ledgerentry_changelist')}?{urlencode({'account__id__exact': account.id})}"
+        )
         table = _history_table(
             ("Version", "Kind", "Amount", "Balance after", "Occurred at (UTC)"),
-            (
-                (e.version, e.get_kind_display(), e.amount, e.balance_after, e.occurred_at.isoformat())
-                for e in latest
-            ),
+            ((e.version, e.get_kind_display(), e.amount, e.balance_after, e.occurred_at.isoformat()) for e in latest),
         )
         return _history_caption(len(latest), total, "ledger entries", list_url) + table
 
@@ -105,7 +109,14 @@ class LedgerEntryAdmin(ReadOnlyModelAdmin):
 @admin.register(DeadLetter)
 class DeadLetterAdmin(ReadOnlyModelAdmin):
     list_display = (
-        "first_seen_at", "status", "reason_type", "event_type", "version", "account_id", "source", "attempts",
+        "first_seen_at",
+        "status",
+        "reason_type",
+        "event_type",
+        "version",
+        "account_id",
+        "source",
+        "attempts",
         "short_reason",
     )
     list_filter = ("status", "reason_type", "source")
@@ -113,9 +124,21 @@ class DeadLetterAdmin(ReadOnlyModelAdmin):
     search_fields = ("=account_id", "=event_id")
     actions = ("retry_selected", "mark_resolved")
     fieldsets = (
-        (None, {"fields": (
-            "status", "reason_type", "reason", "attempts", "first_seen_at", "last_failed_at", "retried_at", "resolution"
-        )}),
+        (
+            None,
+            {
+                "fields": (
+                    "status",
+                    "reason_type",
+                    "reason",
+                    "attempts",
+                    "first_seen_at",
+                    "last_failed_at",
+                    "retried_at",
+                    "resolution",
+                )
+            },
+        ),
         ("Event (as far as it could be read)", {"fields": ("event_id", "event_type", "account", "version")}),
         ("Message", {"fields": ("source", "message_key", "partition", "offset", "raw_payload")}),
     )

@@ -1,4 +1,5 @@
 """The projection consumer: topic -> read model, at least once, applied exactly once in effect."""
+
 import logging
 from dataclasses import dataclass
 

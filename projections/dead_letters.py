@@ -5,12 +5,13 @@ of a message that does not decode), so a poison message delivered again (the
 bus is at-least-once) stays one row and counts one more attempt. Which events
 are poison, and retrying them, is projection work: see projections.services.
 """
+
 import base64
 import hashlib
 import json
 import logging
 import uuid
-from typing import Iterable
+from collections.abc import Iterable
 
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Value, When
@@ -42,9 +43,7 @@ def dead_letter_undecodable(*, delivery: Delivery, source: str = DeadLetterSourc
     )
 
 
-def dead_letter_event(
-    *, event: StoredEvent, cause: Exception, source: str, delivery: Delivery | None = None
-) -> None:
+def dead_letter_event(*, event: StoredEvent, cause: Exception, source: str, delivery: Delivery | None = None) -> None:
     """An event that decoded but cannot be applied (unknown type, corrupt data)."""
     _record_event(event, source, delivery, reason_type=type(cause).__name__, reason=str(cause) or repr(cause))
 
@@ -72,9 +71,7 @@ def dead_letter_failed_again(*, dead_letter: DeadLetter, reason_type: str, reaso
 def dead_letters_mark_applied(*, account_id: uuid.UUID, up_to_version: int, resolution: str) -> int:
     """Pending rows of events the account's read model now includes; returns how many."""
     return (
-        DeadLetter.objects.filter(
-            account_id=account_id, version__lte=up_to_version, status=DeadLetterStatus.PENDING
-        )
+        DeadLetter.objects.filter(account_id=account_id, version__lte=up_to_version, status=DeadLetterStatus.PENDING)
         .exclude(reason_type=UNDECODABLE)  # their account and version are only what the bytes claimed
         .update(status=DeadLetterStatus.RETRIED_OK, retried_at=timezone.now(), resolution=resolution)
     )
@@ -82,9 +79,7 @@ def dead_letters_mark_applied(*, account_id: uuid.UUID, up_to_version: int, reso
 
 def dead_letters_resolve(*, dead_letters: Iterable[DeadLetter], resolved_by: str) -> int:
     """Staff decided there is nothing to apply (garbage on the topic, say); returns how many."""
-    return DeadLetter.objects.filter(
-        pk__in=[d.pk for d in dead_letters], status=DeadLetterStatus.PENDING
-    ).update(
+    return DeadLetter.objects.filter(pk__in=[d.pk for d in dead_letters], status=DeadLetterStatus.PENDING).update(
         status=DeadLetterStatus.RESOLVED,
         resolution=f"marked resolved by {resolved_by} on {timezone.now():%Y-%m-%d %H:%M} UTC",
     )

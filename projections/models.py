@@ -1,15 +1,32 @@
 """Read models. Written only by projectors; can be dropped and rebuilt at any time."""
+
 import uuid
+from typing import TYPE_CHECKING, ClassVar
 
 from django.db import models
 
+if TYPE_CHECKING:
+    from enum import StrEnum
 
-class AccountStatus(models.TextChoices):
+    class TextChoices(StrEnum):
+        """What mypy needs to know of Django's TextChoices, which it sees without type stubs.
+
+        Each member is its value, a str (mypy would take `NAME = "value", "label"` for a tuple).
+        """
+
+        choices: ClassVar[list[tuple[str, str]]]
+        values: ClassVar[list[str]]
+        label: str
+else:
+    TextChoices = models.TextChoices
+
+
+class AccountStatus(TextChoices):
     OPEN = "OPEN", "Open"
     CLOSED = "CLOSED", "Closed"
 
 
-class AccountType(models.TextChoices):
+class AccountType(TextChoices):
     SAVINGS = "SAVINGS", "Savings"
     CURRENT = "CURRENT", "Current"
 
@@ -33,7 +50,7 @@ class AccountSummary(models.Model):
         return f"{self.holder} ({self.account_type}) {self.id}"
 
 
-class EntryKind(models.TextChoices):
+class EntryKind(TextChoices):
     OPENING = "OPENING", "Opening balance"
     DEPOSIT = "DEPOSIT", "Deposit"
     WITHDRAWAL = "WITHDRAWAL", "Withdrawal"
@@ -43,9 +60,7 @@ class EntryKind(models.TextChoices):
 class LedgerEntry(models.Model):
     """One row per money-relevant event of an account, with the balance after it."""
 
-    account = models.ForeignKey(
-        AccountSummary, on_delete=models.DO_NOTHING, db_constraint=False, related_name="ledger"
-    )
+    account = models.ForeignKey(AccountSummary, on_delete=models.DO_NOTHING, db_constraint=False, related_name="ledger")
     version = models.PositiveIntegerField()
     event_id = models.UUIDField(unique=True)
     kind = models.CharField(max_length=16, choices=EntryKind.choices)
@@ -57,9 +72,7 @@ class LedgerEntry(models.Model):
         ordering = ["account_id", "version"]
         verbose_name = "ledger entry"
         verbose_name_plural = "ledger entries"
-        constraints = [
-            models.UniqueConstraint(fields=["account", "version"], name="ledger_account_version_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["account", "version"], name="ledger_account_version_unique")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount} (v{self.version})"
@@ -68,13 +81,13 @@ class LedgerEntry(models.Model):
 # Not a read model: the projection's record of what it could not apply. A rebuild keeps it.
 
 
-class DeadLetterStatus(models.TextChoices):
+class DeadLetterStatus(TextChoices):
     PENDING = "PENDING", "Pending"
     RETRIED_OK = "RETRIED_OK", "Applied on a retry"
     RESOLVED = "RESOLVED", "Resolved by staff (nothing to apply)"
 
 
-class DeadLetterSource(models.TextChoices):
+class DeadLetterSource(TextChoices):
     KAFKA = "kafka", "Kafka topic"
     IN_PROCESS = "in-process", "In-process bus"
     REBUILD = "rebuild", "Read model rebuild"
@@ -122,7 +135,7 @@ class DeadLetter(models.Model):
 # Not a read model either: the record of rebuilds, their progress and how they ended.
 
 
-class RebuildStatus(models.TextChoices):
+class RebuildStatus(TextChoices):
     RUNNING = "RUNNING", "Running"
     SUCCEEDED = "SUCCEEDED", "Succeeded"
     FAILED = "FAILED", "Failed"

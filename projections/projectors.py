@@ -6,9 +6,11 @@ so that the live path (a batch of events, in a transaction) and the rebuild
 the event's data before it changes the summary, so an event that cannot be
 applied leaves the summary as it was.
 """
+
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 from uuid import UUID
 
 from eventstore.store import StoredEvent
@@ -44,7 +46,8 @@ def _money(event: StoredEvent, name: str) -> Decimal:
         amount = Decimal(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
     except InvalidOperation:
         amount = None
-    if amount is None or not amount.is_finite() or amount.as_tuple().exponent < -2:
+    exponent = amount.as_tuple().exponent if amount is not None else None  # a letter for NaN and the infinities
+    if amount is None or not isinstance(exponent, int) or exponent < -2:
         raise CorruptEvent(f"{event.event_type} v{event.version}: {name} {value!r} is not a decimal amount")
     return amount
 

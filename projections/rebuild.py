@@ -30,11 +30,13 @@ One rebuild at a time: a job row with a unique `running` flag (RebuildJob).
 A job whose process died stops beating; after ABANDONED_AFTER another may
 start, and the old one, if it wakes, finds it no longer owns the job and stops.
 """
+
 import logging
 import time
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from itertools import islice
-from typing import Callable
+from typing import Any
 from uuid import UUID
 
 from django.db import DEFAULT_DB_ALIAS, Error, IntegrityError, OperationalError, connections, transaction
@@ -225,7 +227,9 @@ def _replay_into(tables: ReadModelTables, replay: Replay, event_store: EventStor
     # ahead, in a thread of its own (with a connection of its own), while the server
     # writes the batch before: their work overlaps (MariaDB: 15% faster). SQLite writes
     # in this process, mostly holding the GIL: a thread would only compete (20% slower).
-    batches = ((ledger.rows(entries), replayed) for entries, replayed in replay.batches(event_store))
+    batches: Iterator[tuple[list[tuple[Any, ...]], int]] = (
+        (ledger.rows(entries), replayed) for entries, replayed in replay.batches(event_store)
+    )
     if ledger.connection.vendor != "sqlite":
         batches = read_ahead(batches)
     for rows, replayed in batches:
@@ -323,7 +327,10 @@ class _SqliteTables:
                 target=COPY_TABLES, reference=LIVE_TABLES, event_store=event_store, progress=progress
             )
             with self.connection.cursor() as cursor:
-                for live, copy in ((LIVE_TABLES.summary, COPY_TABLES.summary), (LIVE_TABLES.ledger, COPY_TABLES.ledger)):
+                for live, copy in (
+                    (LIVE_TABLES.summary, COPY_TABLES.summary),
+                    (LIVE_TABLES.ledger, COPY_TABLES.ledger),
+                ):
                     cursor.execute(
                         "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = %s AND sql IS NOT NULL",
                         [live],

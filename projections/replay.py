@@ -4,11 +4,13 @@ Both fold every stored event, in the store's global order, through the live
 projection's projectors, so a rebuilt or verified read model is what the live
 projection makes of the same events.
 """
+
 import queue
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import islice
-from typing import Iterator
+from typing import TypeVar
 from uuid import UUID
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -85,7 +87,10 @@ class Replay:
 _END = object()
 
 
-def read_ahead(items: Iterator, depth: int = 2) -> Iterator:
+T = TypeVar("T")
+
+
+def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
     """`items`, produced by a thread of their own up to `depth` items ahead of the caller.
 
     What the thread raises is raised here; if the caller stops early, the thread stops too.
@@ -108,7 +113,7 @@ def read_ahead(items: Iterator, depth: int = 2) -> Iterator:
                 if not put((item, None)):
                     return
             put((_END, None))
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - handed to the reading thread, which raises it
             put((_END, error))
         finally:
             connections.close_all()  # this thread's own connections

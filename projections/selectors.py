@@ -1,4 +1,5 @@
 """Read-side queries. Views call these; nothing here writes."""
+
 from decimal import Decimal
 from uuid import UUID
 

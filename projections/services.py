@@ -3,12 +3,14 @@
 Rebuilding is in projections.rebuild, verifying in projections.verification;
 both replay the store through projections.replay.
 """
+
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from itertools import groupby
+from itertools import groupby, pairwise
 from operator import attrgetter
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import TypeVar
 from uuid import UUID
 
 from django.db import DEFAULT_DB_ALIAS, DataError, Error, IntegrityError, OperationalError, connections, transaction
@@ -147,7 +149,7 @@ def _unapplied(
     """
     if events[-1].version <= projected:
         return []
-    if events[0].version > projected + 1 or any(b.version != a.version + 1 for a, b in zip(events, events[1:])):
+    if events[0].version > projected + 1 or any(b.version != a.version + 1 for a, b in pairwise(events)):
         events = event_store.load_stream(stream_id, after_version=projected)
     return [event for event in events if event.version > projected]
 
@@ -189,7 +191,7 @@ def project_deliveries(*, deliveries: Sequence[Delivery], event_store: EventStor
         else:
             received.setdefault(delivery.event.event_id, delivery)
     applied, set_aside = _project_setting_poison_aside(
-        [d.event for d in received.values()], event_store, DeadLetterSource.KAFKA, received
+        [d.event for d in received.values() if d.event is not None], event_store, DeadLetterSource.KAFKA, received
     )
     outcome.applied += applied
     outcome.dead_lettered += set_aside
@@ -284,7 +286,7 @@ def _summaries_for_update(ids: list[UUID], tables: ReadModelTables = LIVE_TABLES
     columns = ", ".join(quote(AccountSummary._meta.get_field(name).column) for name in ("id", *SUMMARY_FIELDS))
     for_update = " FOR UPDATE" if connection.features.has_select_for_update else ""
     ids = sorted(ids)
-    found = {}
+    found: dict[UUID, AccountSummary] = {}
     for start in range(0, len(ids), LOCK_CHUNK_SIZE):
         chunk = ids[start : start + LOCK_CHUNK_SIZE]
         marks = ", ".join(["%s"] * len(chunk))
@@ -354,10 +356,7 @@ def retry_dead_letters(*, dead_letters_to_retry: Iterable[DeadLetter], event_sto
     counts the attempt. Infrastructure errors propagate.
     """
     report = RetryReport()
-    ids = [
-        d.pk
-        for d in sorted(dead_letters_to_retry, key=lambda d: (str(d.account_id or ""), d.version or 0, d.pk))
-    ]
+    ids = [d.pk for d in sorted(dead_letters_to_retry, key=lambda d: (str(d.account_id or ""), d.version or 0, d.pk))]
     for pk in ids:
         letter = DeadLetter.objects.filter(pk=pk).first()  # an earlier retry may have applied it
         if letter is None or letter.status == DeadLetterStatus.RETRIED_OK:
@@ -376,7 +375,7 @@ def _retry_dead_letter(letter: DeadLetter, event_store: EventStore) -> int | Non
     """None if it failed again, else how many other pending rows the catch-up applied."""
     try:
         event = envelope.decode(dead_letters.dead_letter_raw(letter))
-    except Exception as exc:  # whatever the decoder says about these bytes
+    except Exception as exc:  # noqa: BLE001 - whatever the decoder says about these bytes
         dead_letters.dead_letter_failed_again(
             dead_letter=letter, reason_type=dead_letters.UNDECODABLE, reason=str(exc) or repr(exc)
         )
@@ -469,9 +468,9 @@ class RowWriter:
         """The objects' values as the driver takes them (no database access: any thread may ask)."""
         columns = [
             map(getter, objects) if convert is None else map(convert, map(getter, objects))
-            for getter, convert in zip(self.getters, self.conversions)
+            for getter, convert in zip(self.getters, self.conversions, strict=True)
         ]
-        return list(zip(*columns))
+        return list(zip(*columns, strict=True))
 
     def execute(self, rows: list[tuple]) -> None:
         if rows:

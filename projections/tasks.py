@@ -4,6 +4,7 @@ Not on beat's schedule: the worker runs the continuous consumer (`run_projection
 beside itself (techbank_site/celery.py), which is what keeps the read model's lag low. This
 task is for a worker without it, or a one-off catch-up.
 """
+
 import logging
 import time
 from uuid import UUID

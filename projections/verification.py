@@ -8,11 +8,12 @@ A row changed anywhere in a ledger changes the digest. An account whose
 read model waits behind a pending dead letter differs too: it is not what
 the store says, even though the projection stopped where it had to.
 """
+
 import hashlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Callable, Iterator
 from uuid import UUID
 
 from django.db.models import CharField, Q
@@ -40,7 +41,7 @@ def ledger_row_fingerprint(version, event_hex: str, kind, amount, balance_after,
     """One ledger row as bytes, the same whether it comes from a replay or from the database."""
     return (
         f"{version}|{event_hex}|{kind}|{_cents(amount)}|{_cents(balance_after)}|"
-        f"{occurred_at.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%S.%f}\n"
+        f"{occurred_at.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}\n"
     ).encode()
 
 
@@ -52,7 +53,7 @@ def _cents(amount: Decimal) -> str:
 class _LedgerDigest:
     """A running digest of one account's ledger rows, fed in version order."""
 
-    __slots__ = ("entries", "digest")
+    __slots__ = ("digest", "entries")
 
     def __init__(self):
         self.entries = 0
@@ -88,7 +89,9 @@ def read_model_differences(
     stuck = _stuck_behind_dead_letters(summaries)
     for stream_id in sorted(replay.summaries.keys() | summaries.keys() | ledgers.keys()):
         want = replay.summaries.get(stream_id)
-        reasons = _read_model_reasons(stream_id, want, summaries.get(stream_id), ledgers.get(stream_id), expected_ledgers)
+        reasons = _read_model_reasons(
+            stream_id, want, summaries.get(stream_id), ledgers.get(stream_id), expected_ledgers
+        )
         if want is not None and stream_id in stuck:
             count, first_version = stuck[stream_id]
             reasons.append(
@@ -111,7 +114,9 @@ def _read_model_reasons(stream_id, want, have_summary, have_ledger, expected_led
     if want is None or want.version == 0:  # no events, or its opening cannot be applied: no read model
         if have_summary is None and have_ledger is None:
             return []
-        return ["not in the event store" if want is None else "in the read model, but its opening event cannot be applied"]
+        return [
+            "not in the event store" if want is None else "in the read model, but its opening event cannot be applied"
+        ]
     if have_summary is None and have_ledger is None:
         return ["missing from the read model"]
     reasons = []
@@ -119,7 +124,11 @@ def _read_model_reasons(stream_id, want, have_summary, have_ledger, expected_led
     if have_summary is None:
         reasons.append("summary missing")
     elif have_summary != expected_summary:
-        differing = [name for name, have, expected in zip(SUMMARY_FIELDS, have_summary, expected_summary) if have != expected]
+        differing = [
+            name
+            for name, have, expected in zip(SUMMARY_FIELDS, have_summary, expected_summary, strict=True)
+            if have != expected
+        ]
         reasons.append(f"summary differs: {', '.join(differing)}")
     expected_entries, expected_digest = expected_ledgers[want.id].result()
     entries, digest = have_ledger or (0, b"")
@@ -131,7 +140,9 @@ def _read_model_reasons(stream_id, want, have_summary, have_ledger, expected_led
 
 
 def _read_model_ledger_digests() -> dict[str, tuple[int, bytes]]:
-    """(entries, digest) of every account's ledger in the read model, read a batch at a time in (account, version) order."""
+    """(entries, digest) of every account's ledger in the read model.
+
+    Read a batch at a time in (account, version) order."""
     digests: dict[str, tuple[int, bytes]] = {}
     rows = (
         LedgerEntry.objects.order_by("account_id", "version")
@@ -140,10 +151,14 @@ def _read_model_ledger_digests() -> dict[str, tuple[int, bytes]]:
     )
     account_id, digest, after = None, None, None
     while True:
-        page = rows if after is None else rows.filter(Q(account_id__gt=after[0]) | Q(account_id=after[0], version__gt=after[1]))
+        page = (
+            rows
+            if after is None
+            else rows.filter(Q(account_id__gt=after[0]) | Q(account_id=after[0], version__gt=after[1]))
+        )
         batch = list(page[:REPLAY_BATCH_SIZE])
         for row in batch:
-            if row[0] != account_id:
+            if row[0] != account_id or digest is None:  # (digest is None only before the first row)
                 if digest is not None:
                     digests[str(UUID(account_id))] = digest.result()
                 account_id, digest = row[0], _LedgerDigest()

@@ -20,6 +20,7 @@ as scripts/test-mariadb.sh): a mutant either database's tests kill counts as
 killed. Without a reachable server this says so and scores SQLite alone (with
 CI=true it fails instead).
 """
+
 import argparse
 import fnmatch
 import json
@@ -52,14 +53,18 @@ TARGETS = [
     Target("domain (accounts/domain/)", 0.90, ["accounts.domain.*"]),
     Target("service layer (accounts/service_layer/)", 0.90, ["accounts.service_layer.*"]),
     # The append path only: the reads and the snapshot store are not in this target.
-    Target("SQL event store append (eventstore/backends/django_orm.py)", 0.80, [
-        _method(_ORM, "_AppendSql", "*"),
-        f"{_ORM}.x__append_sql__mutmut_*",
-        _method(_ORM, "DjangoEventStore", "append"),
-        _method(_ORM, "DjangoEventStore", "_append_once"),
-        _method(_ORM, "DjangoEventStore", "_insert"),
-        _method(_ORM, "DjangoEventStore", "_is_deadlock"),
-    ]),
+    Target(
+        "SQL event store append (eventstore/backends/django_orm.py)",
+        0.80,
+        [
+            _method(_ORM, "_AppendSql", "*"),
+            f"{_ORM}.x__append_sql__mutmut_*",
+            _method(_ORM, "DjangoEventStore", "append"),
+            _method(_ORM, "DjangoEventStore", "_append_once"),
+            _method(_ORM, "DjangoEventStore", "_insert"),
+            _method(_ORM, "DjangoEventStore", "_is_deadlock"),
+        ],
+    ),
     Target("projectors (projections/projectors.py)", 0.80, ["projections.projectors.*"]),
 ]
 
@@ -120,9 +125,15 @@ def report(patterns_run: list[str] | None = None) -> int:
         detected = len(by_status.get("killed", [])) + len(by_status.get("timeout", []))
         counted = len(names) - len(by_status.get("equivalent", []))
         score = detected / counted if counted else 0.0
-        undetected = [n for verdict, group in by_status.items() if verdict not in ("killed", "timeout", "equivalent") for n in group]
+        undetected = [
+            n
+            for verdict, group in by_status.items()
+            if verdict not in ("killed", "timeout", "equivalent")
+            for n in group
+        ]
+        killed, timeouts = len(by_status.get("killed", [])), len(by_status.get("timeout", []))
         print(
-            f"{target.name:60} {len(names):7} {len(by_status.get('killed', [])):6} {len(by_status.get('timeout', [])):7}"
+            f"{target.name:60} {len(names):7} {killed:6} {timeouts:7}"
             f" {len(by_status.get('equivalent', [])):6} {len(undetected):8} {score:6.1%}  {target.goal:.0%}"
         )
         for name in undetected:
@@ -151,7 +162,8 @@ def mariadb_pass() -> int:
     """Run the append mutants SQLite's tests left alive again, with the tests on MariaDB."""
     exit_codes = results()
     alive = sorted(
-        name for name, code in exit_codes.items()
+        name
+        for name, code in exit_codes.items()
         if status(code) in ("survived", "no tests") and any(fnmatch.fnmatchcase(name, p) for p in APPEND.patterns)
     )
     if not alive:
@@ -161,7 +173,10 @@ def mariadb_pass() -> int:
     name = base.rstrip("/").rsplit("/", 1)[1] + "_mutants"  # its own test databases: test_<name>_<pid>
     server = base.rstrip("/").rsplit("/", 1)[0]
     reachable = subprocess.run(
-        [str(ROOT / "scripts" / "test-mariadb.sh"), "--version"], cwd=ROOT, capture_output=True, text=True,
+        [str(ROOT / "scripts" / "test-mariadb.sh"), "--version"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         env={**os.environ, "TECHBANK_TEST_MYSQL_URL": url},
     )
     if reachable.returncode != 0 or "SKIPPED" in reachable.stderr:
@@ -193,7 +208,10 @@ def _drop_test_databases(url: str, name: str) -> None:
 
     db = dj_database_url.parse(url)
     connection = MySQLdb.connect(
-        host=db["HOST"] or "localhost", port=int(db["PORT"] or 3306), user=db["USER"] or "root", passwd=db["PASSWORD"] or "",
+        host=db["HOST"] or "localhost",
+        port=int(db["PORT"] or 3306),
+        user=db["USER"] or "root",
+        passwd=db["PASSWORD"] or "",
     )
     try:
         cursor = connection.cursor()

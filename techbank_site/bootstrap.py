@@ -1,10 +1,12 @@
 """The composition root: the one place that picks backends from settings."""
+
 import logging
 import os
-from datetime import timedelta
 import socket
 import threading
+from datetime import timedelta
 from functools import cache, wraps
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -12,10 +14,10 @@ from django.core.exceptions import ImproperlyConfigured
 from accounts.adapters.publishers import InProcessPublisher, RelayNudgePublisher
 from accounts.adapters.repository import BankAccountRepository
 from accounts.service_layer.command_bus import RECENT_ACCOUNTS, CommandBus
+from accounts.service_layer.publisher import EventPublisher
 from eventstore.snapshots import SnapshotStore
 from eventstore.store import EventStore
 from eventstore.transports.base import EventSubscription, EventTransport
-
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ def _built_once(build):
         with _building:
             return cached()
 
-    get.cache_clear = cached.cache_clear
+    get.cache_clear = cached.cache_clear  # type: ignore[attr-defined]  # functools.cache's, kept on the wrapper
     return get
 
 
@@ -97,7 +99,7 @@ KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
-def kafka_authentication() -> dict[str, str]:
+def kafka_authentication() -> dict[str, Any]:
     """kafka-python's options for how every client of the app (producer, consumer, admin) signs in."""
     protocol = settings.TECHBANK_KAFKA_SECURITY_PROTOCOL
     if protocol not in KAFKA_SECURITY_PROTOCOLS:
@@ -133,6 +135,7 @@ def _nudge_relay():
 @_built_once
 def command_bus() -> CommandBus:
     backend = settings.TECHBANK_EVENT_BUS
+    publisher: EventPublisher
     if backend == "inline":
         publisher = InProcessPublisher(event_store(), _project)
     elif backend == "kafka":
@@ -238,9 +241,7 @@ _subscription: EventSubscription | None = None
 def projection_subscription() -> EventSubscription:
     global _subscription
     if _subscription is None:
-        _subscription = event_transport().subscribe(
-            settings.TECHBANK_KAFKA_GROUP, member_id=projection_member_id()
-        )
+        _subscription = event_transport().subscribe(settings.TECHBANK_KAFKA_GROUP, member_id=projection_member_id())
     return _subscription
 
 

@@ -9,6 +9,7 @@ and a Kafka consumer that nobody polls between runs drops out of its group),
 and they need no pool slot. A companion that exits is started again; they stop
 with the worker (and by themselves if the worker dies: --parent-pid).
 """
+
 import logging
 import os
 import re

@@ -1,6 +1,7 @@
 """TechBank settings. Everything that differs between machines comes from the
 environment (see the README's configuration table); the defaults are the
 embedded stack: SQLite, in-process bus, no servers."""
+
 import os
 import secrets
 import tempfile

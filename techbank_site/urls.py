@@ -50,7 +50,9 @@ resource_api = [
     path("<str:account_id>/withdrawals", account_commands.AccountWithdrawApi.as_view(), name="account-withdrawals"),
     path("<str:account_id>/close", account_commands.AccountCloseApi.as_view(), name="account-close"),
     path("<str:account_id>/events", account_queries.AccountEventsApi.as_view(), name="account-events"),
-    path("<str:account_id>/transactions", account_queries.AccountTransactionsApi.as_view(), name="account-transactions"),
+    path(
+        "<str:account_id>/transactions", account_queries.AccountTransactionsApi.as_view(), name="account-transactions"
+    ),
 ]
 
 rebuild_api = [

@@ -6,6 +6,7 @@ points one of those modules at an edited copy of its file and clears the
 cached fingerprint, so the code under test sees what a process started after
 the edit would see. Everything is put back (and the cache cleared) afterwards.
 """
+
 from pathlib import Path
 
 import pytest

@@ -1,4 +1,5 @@
 """An EventStore that hands every call to another one: tests subclass it to watch one method."""
+
 from eventstore.store import EventStore
 
 

@@ -6,6 +6,7 @@ a non-blocking acquire is refused while another holds it, and confirming or
 releasing a lock that is no longer this holder's raises. It never lapses by
 itself: a test calls `lapse()` where the Redis lock would time out.
 """
+
 import threading
 
 

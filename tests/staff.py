@@ -1,4 +1,5 @@
 """Staff users for tests: Django permissions by name, the migrated groups, token clients."""
+
 import importlib
 from types import SimpleNamespace
 

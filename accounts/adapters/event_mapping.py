@@ -1,8 +1,9 @@
 """Domain events <-> the event store's records. Money travels as a string."""
+
 import dataclasses
 import uuid
-from functools import cache
 from decimal import Decimal
+from functools import cache
 from uuid import UUID
 
 from accounts.domain.events import EVENT_TYPES, AccountEvent
@@ -35,11 +36,9 @@ def _field_is_money(event_class: type[AccountEvent]) -> dict[str, bool]:
 
 def to_domain_event(stored: StoredEvent) -> AccountEvent:
     event_class = EVENT_TYPES[stored.event_type]
-    is_money = _field_is_money(event_class)
+    is_money = _field_is_money(event_class)  # type: ignore[arg-type]  # a class is hashable; mypy reads the instances' __hash__
     data = {
-        name: Decimal(value) if is_money[name] else value
-        for name, value in stored.data.items()
-        if name in is_money
+        name: Decimal(value) if is_money[name] else value for name, value in stored.data.items() if name in is_money
     }
     return event_class(
         account_id=UUID(stored.stream_id),

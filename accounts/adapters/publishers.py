@@ -1,6 +1,7 @@
 """EventPublisher implementations."""
+
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from django.db import transaction
 
@@ -70,5 +71,5 @@ class RelayNudgePublisher(EventPublisher):
     def _nudge(self) -> None:
         try:
             self.nudge()
-        except Exception as exc:  # the request must not fail for a late nudge
+        except Exception as exc:  # noqa: BLE001 - the request must not fail for a late nudge
             logger.warning("could not wake the relay (%s); it publishes within a second by itself", exc)

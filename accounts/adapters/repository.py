@@ -7,11 +7,12 @@ history. Snapshots are a cache: one written by other aggregate code (another
 fingerprint), or one that cannot be restored, is ignored (the account is
 replayed in full) and replaced; failing to write one never fails a command.
 """
+
 import hashlib
 import logging
 import threading
 import weakref
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from uuid import UUID
@@ -39,6 +40,8 @@ def aggregate_schema() -> str:
     """
     digest = hashlib.sha256()
     for module in (bank_account, events, event_mapping):
+        if module.__file__ is None:  # never for a module imported from a file
+            raise RuntimeError(f"{module.__name__} has no source file to fingerprint")
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()
 
@@ -65,11 +68,11 @@ class BankAccountRepository:
         self.snapshot_every = snapshot_every
         self.schema = schema or aggregate_schema()
         # The version of the latest snapshot each account in use was built from (or wrote).
-        self._snapshot_versions: "weakref.WeakKeyDictionary[BankAccount, int]" = weakref.WeakKeyDictionary()
+        self._snapshot_versions: weakref.WeakKeyDictionary[BankAccount, int] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def get(self, account_id: UUID) -> BankAccount:
-        restored = self._restore(account_id) if self.snapshots else None
+        restored = self._restore(self.snapshots, account_id) if self.snapshots else None
         if restored:
             account, snapshot_version = restored
         else:
@@ -95,12 +98,12 @@ class BankAccountRepository:
         return stored
 
     # -- snapshots ---------------------------------------------------------
-    def _restore(self, account_id: UUID) -> tuple[BankAccount, int] | None:
+    def _restore(self, snapshots: SnapshotStore, account_id: UUID) -> tuple[BankAccount, int] | None:
         """The account from its snapshot and the events after it, or None: replay it all."""
         stream_id = str(account_id)
         try:
-            snapshot = self.snapshots.get(stream_id)
-        except Exception:  # noqa: BLE001 - a cache that cannot be read is a cache miss
+            snapshot = snapshots.get(stream_id)
+        except Exception:  # a cache that cannot be read is a cache miss
             logger.warning("Could not read the snapshot of account %s; replaying its events", stream_id, exc_info=True)
             return None
         if snapshot is None:
@@ -109,25 +112,32 @@ class BankAccountRepository:
             # Replaced by the next snapshot this code writes (the stream is long: it has one).
             logger.info("The snapshot of account %s is from other code; replaying its events", stream_id)
             return None
-        if not isinstance(snapshot.version, int) or snapshot.version < 1 or snapshot.state.get("version") != snapshot.version:
-            return self._discard(snapshot, "its versions disagree")
+        if (
+            not isinstance(snapshot.version, int)
+            or snapshot.version < 1
+            or snapshot.state.get("version") != snapshot.version
+        ):
+            self._discard(snapshots, snapshot, "its versions disagree")
+            return None
         # From the snapshot's own last event: a snapshot ahead of its stream (which
         # no correct run writes) would otherwise give an account no append can follow.
         history = self.event_store.load_stream(stream_id, after_version=snapshot.version - 1)
         if not history or history[0].version != snapshot.version:
-            return self._discard(snapshot, "it is ahead of the events")
+            self._discard(snapshots, snapshot, "it is ahead of the events")
+            return None
         try:
             account = BankAccount.from_snapshot(account_id, snapshot.state, (to_domain_event(e) for e in history[1:]))
         except InvalidSnapshot as error:
-            return self._discard(snapshot, str(error))
+            self._discard(snapshots, snapshot, str(error))
+            return None
         return account, snapshot.version
 
-    def _discard(self, snapshot: Snapshot, problem: str) -> None:
+    def _discard(self, snapshots: SnapshotStore, snapshot: Snapshot, problem: str) -> None:
         """Delete a snapshot that cannot be used (a later one, written after the replay, may never replace it)."""
         logger.warning("The snapshot of account %s is corrupt (%s); replaying its events", snapshot.stream_id, problem)
         try:
-            self.snapshots.delete(snapshot.stream_id)
-        except Exception:  # noqa: BLE001 - still a cache miss; the replay goes on
+            snapshots.delete(snapshot.stream_id)
+        except Exception:  # still a cache miss; the replay goes on
             logger.warning("Could not delete the snapshot of account %s", snapshot.stream_id, exc_info=True)
         return None
 
@@ -145,8 +155,10 @@ class BankAccountRepository:
         # Remembered even if the save fails: the next try is another `snapshot_every` events on.
         self._remember(account, account.version)
         try:
-            handled_since = datetime.now(timezone.utc) - self.idempotency_ttl if self.idempotency_ttl else None
+            handled_since = datetime.now(UTC) - self.idempotency_ttl if self.idempotency_ttl else None
             state = account.to_snapshot(handled_since=handled_since)
             self.snapshots.save(Snapshot(str(account.id), account.version, self.schema, state))
-        except Exception:  # noqa: BLE001 - a snapshot is a cache: the command has succeeded
-            logger.warning("Could not save a snapshot of account %s at version %d", account.id, account.version, exc_info=True)
+        except Exception:  # a snapshot is a cache: the command has succeeded
+            logger.warning(
+                "Could not save a snapshot of account %s at version %d", account.id, account.version, exc_info=True
+            )

@@ -1,4 +1,5 @@
 """The resource API's command side: /api/accounts/ and its actions."""
+
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -8,8 +9,6 @@ from rest_framework.views import APIView
 from accounts.domain import commands
 from accounts.domain.bank_account import ACCOUNT_TYPES, BankAccount
 from techbank_site import bootstrap
-from techbank_site.api.idempotency import idempotent
-from techbank_site.api.permissions import CLOSE_ACCOUNT, MOVE_MONEY, OPEN_ACCOUNT, VIEW_ACCOUNTS, requires
 from techbank_site.api.fields import (
     HolderField,
     MoneyField,
@@ -17,6 +16,8 @@ from techbank_site.api.fields import (
     command_metadata,
     parse_account_id,
 )
+from techbank_site.api.idempotency import idempotent
+from techbank_site.api.permissions import CLOSE_ACCOUNT, MOVE_MONEY, OPEN_ACCOUNT, VIEW_ACCOUNTS, requires
 from techbank_site.api.schema import (
     ERROR_RESPONSES,
     AccountCommandAnswer,
@@ -90,7 +91,9 @@ class _MoneyMovementApi(_AccountCommandApi):
     permission_classes = requires(MOVE_MONEY)
     command_class: type[commands.DepositFunds] | type[commands.WithdrawFunds]
 
-    @extend_schema(tags=["accounts"], request=AmountSerializer, responses={200: AccountCommandAnswer, **ERROR_RESPONSES})
+    @extend_schema(
+        tags=["accounts"], request=AmountSerializer, responses={200: AccountCommandAnswer, **ERROR_RESPONSES}
+    )
     @idempotent
     def post(self, request, account_id: str):
         serializer = AmountSerializer(data=request.data)

@@ -1,4 +1,5 @@
 """The techbank course API's command routes, kept route for route."""
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -7,16 +8,16 @@ from rest_framework.views import APIView
 from accounts.domain import commands
 from accounts.domain.bank_account import ACCOUNT_TYPES
 from techbank_site import bootstrap
-from techbank_site.api.idempotency import idempotent
-from techbank_site.api.permissions import CLOSE_ACCOUNT, MOVE_MONEY, OPEN_ACCOUNT, requires
 from techbank_site.api.errors import techbank_exception_handler
 from techbank_site.api.fields import (
     HolderField,
-    TechbankMoneyField,
     StrictInputSerializer,
+    TechbankMoneyField,
     command_metadata,
     parse_account_id,
 )
+from techbank_site.api.idempotency import idempotent
+from techbank_site.api.permissions import CLOSE_ACCOUNT, MOVE_MONEY, OPEN_ACCOUNT, requires
 
 MessageSerializer = inline_serializer("TechbankMessage", {"message": serializers.CharField()})
 # Every techbank route answers its errors as {"message"} (README, "The techbank API").

@@ -1,8 +1,10 @@
 """The BankAccount aggregate: it decides, by the bank's rules, and records events."""
+
 import unicodedata
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Iterable
+from typing import Any, TypeVar
 from uuid import UUID
 
 from accounts.domain import errors
@@ -20,7 +22,7 @@ MAX_HOLDER_LENGTH = 255
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def clean_holder(holder: object) -> str:
@@ -67,7 +69,17 @@ def _from_iso(text: object) -> datetime | None:
     return moment
 
 
-def _checked(value, expected: type):
+T = TypeVar("T")
+
+
+def _required_iso(text: object) -> datetime:
+    moment = _from_iso(text)
+    if moment is None:
+        raise ValueError("a handled request has no time")
+    return moment
+
+
+def _checked(value: object, expected: type[T]) -> T:
     # bool is an int, but no count or version is a bool.
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         raise TypeError(f"{value!r} is not a {expected.__name__}")
@@ -101,7 +113,7 @@ class BankAccount:
         return account
 
     # -- snapshots ---------------------------------------------------------
-    def to_snapshot(self, *, handled_since: datetime | None = None) -> dict:
+    def to_snapshot(self, *, handled_since: datetime | None = None) -> dict[str, Any]:
         """The state every rule and `has_handled` rely on, as plain JSON-able data (money as strings).
 
         Requests handled before `handled_since` are left out: a caller that only
@@ -126,7 +138,7 @@ class BankAccount:
 
     @classmethod
     def from_snapshot(
-        cls, account_id: UUID, snapshot: dict, history: Iterable[AccountEvent] = ()
+        cls, account_id: UUID, snapshot: dict[str, Any], history: Iterable[AccountEvent] = ()
     ) -> "BankAccount":
         """The account as `to_snapshot` left it, then `history` (the events after it) applied.
 
@@ -142,7 +154,7 @@ class BankAccount:
             account.opened_at = _from_iso(snapshot["opened_at"])
             account.closed_at = _from_iso(snapshot["closed_at"])
             account.handled_requests = {
-                (_checked(issued_by, str), _checked(key, str)): _from_iso(handled_at)
+                (_checked(issued_by, str), _checked(key, str)): _required_iso(handled_at)
                 for issued_by, key, handled_at in snapshot["handled_requests"]
             }
         except (KeyError, TypeError, ValueError, ArithmeticError) as error:
@@ -161,7 +173,7 @@ class BankAccount:
         holder: object,
         account_type: object,
         opening_balance: object,
-        metadata: dict | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> "BankAccount":
         holder = clean_holder(holder)
         account_type = clean_account_type(account_type)
@@ -179,24 +191,24 @@ class BankAccount:
         return account
 
     # -- commands --------------------------------------------------------
-    def deposit(self, amount: object, *, metadata: dict | None = None) -> None:
+    def deposit(self, amount: object, *, metadata: dict[str, Any] | None = None) -> None:
         amount = positive_money(amount)
         self.check_account_is_not_closed()
         self.check_balance_stays_within_limit(amount)
         self._record(FundsDeposited, metadata, amount=amount)
 
-    def withdraw(self, amount: object, *, metadata: dict | None = None) -> None:
+    def withdraw(self, amount: object, *, metadata: dict[str, Any] | None = None) -> None:
         amount = positive_money(amount)
         self.check_account_is_not_closed()
         self.check_has_sufficient_funds(amount)
         self._record(FundsWithdrawn, metadata, amount=amount)
 
-    def close(self, *, metadata: dict | None = None) -> None:
+    def close(self, *, metadata: dict[str, Any] | None = None) -> None:
         if self.is_closed:
             raise errors.AccountAlreadyClosed("This bank account is already closed")
         self._record(AccountClosed, metadata)
 
-    def has_handled(self, metadata: dict, *, since: datetime | None = None) -> bool:
+    def has_handled(self, metadata: dict[str, Any], *, since: datetime | None = None) -> bool:
         """Whether a request under this user's idempotency key already changed the account (since `since`)."""
         key = metadata.get("idempotency_key")
         handled_at = self.handled_requests.get((metadata.get("issued_by", ""), key)) if key else None
@@ -220,7 +232,7 @@ class BankAccount:
             )
 
     # -- events ----------------------------------------------------------
-    def _record(self, event_class: type[AccountEvent], metadata: dict | None, **fields) -> None:
+    def _record(self, event_class: type[AccountEvent], metadata: dict[str, Any] | None, **fields: object) -> None:
         event = event_class(
             account_id=self.id,
             version=self.version + 1,

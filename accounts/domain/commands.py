@@ -1,7 +1,9 @@
 """Commands: what a client asks the bank to do. Imperative names, plain data."""
+
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 
@@ -16,7 +18,7 @@ class CommandMetadata:
     # (the key's time to live); not recorded on events.
     idempotent_since: datetime | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "issued_by": self.issued_by,
             "correlation_id": self.correlation_id,

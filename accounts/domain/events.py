@@ -1,7 +1,9 @@
 """Events: what happened to an account. Past-tense names, frozen, never edited."""
+
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 
@@ -10,7 +12,7 @@ class AccountEvent:
     account_id: UUID
     version: int
     occurred_at: datetime
-    metadata: dict = field(default_factory=dict, compare=False)
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

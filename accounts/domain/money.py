@@ -1,4 +1,5 @@
 """Money is a Decimal quantized to cents; floats never get in."""
+
 import re
 from decimal import Decimal
 
@@ -18,7 +19,7 @@ def to_money(value: object, *, field: str = "amount") -> Decimal:
     Accepts Decimal, int and numeric strings. Floats are refused: by the time a
     float exists the cents may already be wrong.
     """
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise InvalidAmount(field, "must be an exact decimal number, not a float")
     if isinstance(value, str):
         if value in ("NaN", "Infinity", "-Infinity"):
@@ -30,7 +31,8 @@ def to_money(value: object, *, field: str = "amount") -> Decimal:
     amount = Decimal(value)  # cannot fail: a Decimal, an int or a plain decimal string
     if not amount.is_finite():
         raise InvalidAmount(field, "must be a finite number")
-    if amount.as_tuple().exponent < -2:
+    exponent = int(amount.as_tuple().exponent)  # an int for every finite number (a letter only for NaN, infinities)
+    if exponent < -2:
         raise InvalidAmount(field, "must have at most 2 decimal places")
     if abs(amount) > MAX_AMOUNT:
         raise InvalidAmount(field, f"must not exceed {MAX_AMOUNT:,}")

@@ -1,4 +1,5 @@
 """Runs each command through its one handler, retrying lost races, then publishes."""
+
 import logging
 import random
 import threading
@@ -6,8 +7,8 @@ import time
 from uuid import UUID
 
 from accounts.adapters.repository import BankAccountRepository
-from accounts.domain.commands import Command
 from accounts.domain.bank_account import BankAccount
+from accounts.domain.commands import Command
 from accounts.domain.errors import AccountRuleViolation
 from accounts.service_layer.handlers import COMMAND_HANDLERS
 from accounts.service_layer.publisher import EventPublisher

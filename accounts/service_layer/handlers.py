@@ -1,10 +1,18 @@
 """Command handlers: load the aggregate, let it decide, store what it recorded."""
-import uuid
 
-from accounts.adapters.repository import BankAccountRepository
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
 from accounts.domain import commands
 from accounts.domain.bank_account import BankAccount
 from accounts.domain.errors import AccountNotFound
+
+
+class AccountSource(Protocol):
+    """Where a handler loads accounts: the repository, or the command bus's view of it for one attempt."""
+
+    def get(self, account_id: uuid.UUID) -> BankAccount: ...
 
 
 # Opening under an idempotency key gives the account an id derived from the key,
@@ -25,7 +33,7 @@ def _already_handled(account: BankAccount, metadata: commands.CommandMetadata) -
     return account.has_handled(metadata.as_dict(), since=metadata.idempotent_since)
 
 
-def open_account(cmd: commands.OpenAccount, accounts: BankAccountRepository) -> BankAccount:
+def open_account(cmd: commands.OpenAccount, accounts: AccountSource) -> BankAccount:
     account_id = _opening_id(cmd.metadata)
     if cmd.metadata.idempotency_key:
         try:
@@ -45,28 +53,29 @@ def open_account(cmd: commands.OpenAccount, accounts: BankAccountRepository) -> 
     )
 
 
-def deposit_funds(cmd: commands.DepositFunds, accounts: BankAccountRepository) -> BankAccount:
+def deposit_funds(cmd: commands.DepositFunds, accounts: AccountSource) -> BankAccount:
     account = accounts.get(cmd.account_id)
     if not _already_handled(account, cmd.metadata):
         account.deposit(cmd.amount, metadata=cmd.metadata.as_dict())
     return account
 
 
-def withdraw_funds(cmd: commands.WithdrawFunds, accounts: BankAccountRepository) -> BankAccount:
+def withdraw_funds(cmd: commands.WithdrawFunds, accounts: AccountSource) -> BankAccount:
     account = accounts.get(cmd.account_id)
     if not _already_handled(account, cmd.metadata):
         account.withdraw(cmd.amount, metadata=cmd.metadata.as_dict())
     return account
 
 
-def close_account(cmd: commands.CloseAccount, accounts: BankAccountRepository) -> BankAccount:
+def close_account(cmd: commands.CloseAccount, accounts: AccountSource) -> BankAccount:
     account = accounts.get(cmd.account_id)
     if not _already_handled(account, cmd.metadata):
         account.close(metadata=cmd.metadata.as_dict())
     return account
 
 
-COMMAND_HANDLERS = {
+# Each handler takes its own command class: Any stands for "the key's class", which a dict type cannot say.
+COMMAND_HANDLERS: dict[type[commands.Command], Callable[[Any, AccountSource], BankAccount]] = {
     commands.OpenAccount: open_account,
     commands.DepositFunds: deposit_funds,
     commands.WithdrawFunds: withdraw_funds,

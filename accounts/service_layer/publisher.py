@@ -1,6 +1,7 @@
 """Where stored events go next. The composition root picks the implementation."""
+
 import abc
-from typing import Sequence
+from collections.abc import Sequence
 
 from eventstore.store import StoredEvent
 

@@ -7,6 +7,7 @@ debit, with the example's checks (account not closed, sufficient funds within
 the overdraft limit), events declared with the library's @event decorator, and
 the application loading the aggregate from its events and saving what it recorded.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal

@@ -3,6 +3,7 @@
 The connection options are TechBank's (techbank_site/settings.py), so both
 write with the same isolation level, character set and SQL mode.
 """
+
 import os
 import secrets
 from urllib.parse import urlsplit

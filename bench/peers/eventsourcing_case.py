@@ -1,4 +1,5 @@
 """The commands workload through the eventsourcing library (bench.workloads.commands runs this in .venv-peer)."""
+
 from __future__ import annotations
 
 import os

@@ -22,6 +22,7 @@ migrations excluded):
   on MariaDB; in its own virtualenv (.venv-peer, bench/requirements-peer.txt),
   as it needs Django < 5.2. It has no MongoDB persistence.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,7 @@ import secrets
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bench.framework import ROOT, Measurement, percentile, run_case
 from bench.workloads.mix import Op, cents_text, mix
@@ -44,6 +45,7 @@ DRIVERS = {"sqlite": "sqlite3", "mariadb": "MySQLdb", "mongo": "pymongo"}
 
 
 # -- timing, shared by every case -------------------------------------------------
+
 
 def drive(ops: list[Op], execute) -> dict:
     """Run `execute(op)` for each op, timing each; the figures a case returns."""
@@ -81,6 +83,7 @@ def _account_type(account: int) -> str:
 
 # -- TechBank ----------------------------------------------------------------------
 
+
 def techbank(*, accounts: int, commands: int, inline_projection: bool = False, migrate: bool = True) -> dict:
     """The mix through the command bus (Django is set up by bench.case_entry); `migrate=False`: it is done."""
     from decimal import Decimal
@@ -107,10 +110,14 @@ def techbank(*, accounts: int, commands: int, inline_projection: bool = False, m
     def execute(op: Op) -> None:
         amount = Decimal(cents_text(op.cents))
         if op.kind == "open":
-            ids[op.account] = bus.handle(OpenAccount(
-                holder=_holder(op.account), account_type=_account_type(op.account),
-                opening_balance=amount, metadata=metadata,
-            )).id
+            ids[op.account] = bus.handle(
+                OpenAccount(
+                    holder=_holder(op.account),
+                    account_type=_account_type(op.account),
+                    opening_balance=amount,
+                    metadata=metadata,
+                )
+            ).id
         elif op.kind == "deposit":
             bus.handle(DepositFunds(account_id=ids[op.account], amount=amount, metadata=metadata))
         else:
@@ -137,11 +144,15 @@ def _techbank_env(session, backend: str) -> dict[str, str]:
 
 # -- the raw drivers ---------------------------------------------------------------
 
+
 def _event_row(op: Op, version: int):
     """(event_type, data, metadata) of the event TechBank stores for this command."""
     if op.kind == "open":
-        data = {"holder": _holder(op.account), "account_type": _account_type(op.account),
-                "opening_balance": cents_text(op.cents)}
+        data = {
+            "holder": _holder(op.account),
+            "account_type": _account_type(op.account),
+            "opening_balance": cents_text(op.cents),
+        }
         event_type = "AccountOpened"
     else:
         data = {"amount": cents_text(op.cents)}
@@ -178,17 +189,29 @@ def raw_sqlite(*, path: str, accounts: int, commands: int) -> dict:
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute(SQLITE_DDL)
     insert = f"INSERT INTO event_store {INSERT_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-    streams, versions = [None] * accounts, [0] * accounts
+    streams: list[str | None] = [None] * accounts
+    versions = [0] * accounts
 
     def execute(op: Op) -> None:
         if op.kind == "open":
             streams[op.account] = str(uuid.uuid4())
         versions[op.account] += 1
         event_type, data, metadata = _event_row(op, versions[op.account])
-        now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(" ")
+        now = datetime.now(UTC).replace(tzinfo=None).isoformat(" ")
         connection.execute("BEGIN IMMEDIATE")
-        connection.execute(insert, (uuid.uuid4().hex, streams[op.account], versions[op.account], event_type,
-                                    json.dumps(data), json.dumps(metadata), now, now))
+        connection.execute(
+            insert,
+            (
+                uuid.uuid4().hex,
+                streams[op.account],
+                versions[op.account],
+                event_type,
+                json.dumps(data),
+                json.dumps(metadata),
+                now,
+                now,
+            ),
+        )
         connection.execute("COMMIT")
 
     result = drive(mix(accounts, commands), execute)
@@ -203,8 +226,13 @@ def raw_mariadb(*, url: str, accounts: int, commands: int) -> dict:
 
     parts = urlsplit(url)
     connection = MySQLdb.connect(
-        host=parts.hostname, port=parts.port or 3306, user=parts.username or "root", passwd=parts.password or "",
-        db=parts.path.lstrip("/"), charset="utf8mb4", connect_timeout=5,
+        host=parts.hostname,
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        passwd=parts.password or "",
+        db=parts.path.lstrip("/"),
+        charset="utf8mb4",
+        connect_timeout=5,
         init_command="SET sql_mode='STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'",
     )
     cursor = connection.cursor()
@@ -212,16 +240,28 @@ def raw_mariadb(*, url: str, accounts: int, commands: int) -> dict:
     cursor.execute(MYSQL_DDL)
     connection.autocommit(False)
     insert = f"INSERT INTO event_store {INSERT_COLUMNS} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-    streams, versions = [None] * accounts, [0] * accounts
+    streams: list[str | None] = [None] * accounts
+    versions = [0] * accounts
 
     def execute(op: Op) -> None:
         if op.kind == "open":
             streams[op.account] = str(uuid.uuid4())
         versions[op.account] += 1
         event_type, data, metadata = _event_row(op, versions[op.account])
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
-        cursor.execute(insert, (str(uuid.uuid4()), streams[op.account], versions[op.account], event_type,
-                                json.dumps(data), json.dumps(metadata), now, now))
+        now = datetime.now(UTC).replace(tzinfo=None)
+        cursor.execute(
+            insert,
+            (
+                str(uuid.uuid4()),
+                streams[op.account],
+                versions[op.account],
+                event_type,
+                json.dumps(data),
+                json.dumps(metadata),
+                now,
+                now,
+            ),
+        )
         connection.commit()
 
     result = drive(mix(accounts, commands), execute)
@@ -236,11 +276,12 @@ def raw_mongo(*, url: str, accounts: int, commands: int) -> dict:
     from pymongo.read_concern import ReadConcern
     from pymongo.write_concern import WriteConcern
 
-    client = MongoClient(url, uuidRepresentation="standard", tz_aware=True)
+    client: MongoClient = MongoClient(url, uuidRepresentation="standard", tz_aware=True)
     events = client.get_default_database()["event_store"]
     events.create_index([("stream_id", 1), ("version", 1)], unique=True, name="stream_version_unique")
     events.create_index("event_id", unique=True)
-    streams, versions = [None] * accounts, [0] * accounts
+    streams: list[str | None] = [None] * accounts
+    versions = [0] * accounts
     position = 0
 
     def execute(op: Op) -> None:
@@ -250,16 +291,24 @@ def raw_mongo(*, url: str, accounts: int, commands: int) -> dict:
         versions[op.account] += 1
         position += 1
         event_type, data, metadata = _event_row(op, versions[op.account])
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         document = {
-            "_id": position, "event_id": uuid.uuid4(), "stream_id": streams[op.account],
-            "version": versions[op.account], "event_type": event_type, "data": data, "metadata": metadata,
-            "occurred_at": now, "occurred_at_microsecond": now.microsecond, "recorded_at": now,
+            "_id": position,
+            "event_id": uuid.uuid4(),
+            "stream_id": streams[op.account],
+            "version": versions[op.account],
+            "event_type": event_type,
+            "data": data,
+            "metadata": metadata,
+            "occurred_at": now,
+            "occurred_at_microsecond": now.microsecond,
+            "recorded_at": now,
         }
         with client.start_session() as session:
             session.with_transaction(
                 lambda s: events.insert_one(document, session=s),
-                read_concern=ReadConcern("snapshot"), write_concern=WriteConcern("majority"),
+                read_concern=ReadConcern("snapshot"),
+                write_concern=WriteConcern("majority"),
             )
 
     result = drive(mix(accounts, commands), execute)
@@ -270,14 +319,19 @@ def raw_mongo(*, url: str, accounts: int, commands: int) -> dict:
 
 # -- the workload -----------------------------------------------------------------
 
+
 def _raw(session, backend: str, sizes: dict) -> dict:
     if backend == "sqlite":
-        return run_case("bench.workloads.commands:raw_sqlite",
-                        path=session.sqlite_url("raw").removeprefix("sqlite:///"), **sizes).result
+        return run_case(
+            "bench.workloads.commands:raw_sqlite", path=session.sqlite_url("raw").removeprefix("sqlite:///"), **sizes
+        ).result
     if backend == "mariadb":
         return run_case("bench.workloads.commands:raw_mariadb", url=session.mariadb_url("raw"), **sizes).result
-    return run_case("bench.workloads.commands:raw_mongo",
-                    url=f"{session.mongo_url()}/techbank_bench_raw_{uuid.uuid4().hex[:8]}", **sizes).result
+    return run_case(
+        "bench.workloads.commands:raw_mongo",
+        url=f"{session.mongo_url()}/techbank_bench_raw_{uuid.uuid4().hex[:8]}",
+        **sizes,
+    ).result
 
 
 def _peer(session, backend: str, sizes: dict) -> dict | None:
@@ -285,16 +339,20 @@ def _peer(session, backend: str, sizes: dict) -> dict | None:
     if backend == "mongo":
         return None
     if not PEER_PYTHON.exists():
-        print(f"commands: no {PEER_PYTHON} (make bench makes it): the eventsourcing baseline is left out",
-              file=sys.stderr, flush=True)
+        print(
+            f"commands: no {PEER_PYTHON} (make bench makes it): the eventsourcing baseline is left out",
+            file=sys.stderr,
+            flush=True,
+        )
         return None
     env = {"DATABASE_URL": "", "DJANGO_SETTINGS_MODULE": ""}  # bench.case_entry must not set TechBank up there
     if backend == "sqlite":
         kwargs = {"sqlite_path": session.sqlite_url("peer").removeprefix("sqlite:///")}
     else:
         kwargs = {"mysql_url": session.mariadb_url("peer")}
-    return run_case("bench.peers.eventsourcing_case:run", env=env, python=str(PEER_PYTHON),
-                    backend=backend, **kwargs, **sizes).result
+    return run_case(
+        "bench.peers.eventsourcing_case:run", env=env, python=str(PEER_PYTHON), backend=backend, **kwargs, **sizes
+    ).result
 
 
 def run(session) -> list[Measurement]:
@@ -307,27 +365,56 @@ def run(session) -> list[Measurement]:
         subject = f"TechBank ({LABELS[backend]})"
         details = {"sizes": sizes, "techbank": ours, "raw": raw, "eventsourcing": peer}
         versus_raw = ours["commands_per_second"] / raw["commands_per_second"]
-        measurements.append(Measurement(
-            WORKLOAD, subject, "commands/s", ours["commands_per_second"], "cmd/s",
-            baseline=f"raw {DRIVERS[backend]}", baseline_value=raw["commands_per_second"],
-            target=f">= {RAW_TARGET}x", met=versus_raw >= RAW_TARGET, details=details,
-        ))
+        measurements.append(
+            Measurement(
+                WORKLOAD,
+                subject,
+                "commands/s",
+                ours["commands_per_second"],
+                "cmd/s",
+                baseline=f"raw {DRIVERS[backend]}",
+                baseline_value=raw["commands_per_second"],
+                target=f">= {RAW_TARGET}x",
+                met=versus_raw >= RAW_TARGET,
+                details=details,
+            )
+        )
         if peer is not None:
             versus_peer = ours["commands_per_second"] / peer["commands_per_second"]
-            measurements.append(Measurement(
-                WORKLOAD, subject, "commands/s", ours["commands_per_second"], "cmd/s",
-                baseline=f"eventsourcing {peer['library']['eventsourcing']}", baseline_value=peer["commands_per_second"],
-                target=f">= {PEER_TARGET}x", met=versus_peer >= PEER_TARGET, details=details,
-            ))
+            measurements.append(
+                Measurement(
+                    WORKLOAD,
+                    subject,
+                    "commands/s",
+                    ours["commands_per_second"],
+                    "cmd/s",
+                    baseline=f"eventsourcing {peer['library']['eventsourcing']}",
+                    baseline_value=peer["commands_per_second"],
+                    target=f">= {PEER_TARGET}x",
+                    met=versus_peer >= PEER_TARGET,
+                    details=details,
+                )
+            )
         if backend == "mariadb":
             # The embedded stack's publisher: each command also projects its events before it returns.
             # Several times slower: a smaller mix.
             inline_sizes = {"accounts": session.sizes.pick(1_000, 20), "commands": session.sizes.pick(3_000, 80)}
-            inline = run_case("bench.workloads.commands:techbank", env=_techbank_env(session, backend),
-                              inline_projection=True, **inline_sizes).result
-            measurements.append(Measurement(
-                WORKLOAD, "TechBank (MariaDB, inline projection)", "commands/s", inline["commands_per_second"],
-                "cmd/s", baseline="TechBank (MariaDB)", baseline_value=ours["commands_per_second"],
-                details={"sizes": inline_sizes, "techbank_inline": inline},
-            ))
+            inline = run_case(
+                "bench.workloads.commands:techbank",
+                env=_techbank_env(session, backend),
+                inline_projection=True,
+                **inline_sizes,
+            ).result
+            measurements.append(
+                Measurement(
+                    WORKLOAD,
+                    "TechBank (MariaDB, inline projection)",
+                    "commands/s",
+                    inline["commands_per_second"],
+                    "cmd/s",
+                    baseline="TechBank (MariaDB)",
+                    baseline_value=ours["commands_per_second"],
+                    details={"sizes": inline_sizes, "techbank_inline": inline},
+                )
+            )
     return measurements

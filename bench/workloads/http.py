@@ -15,6 +15,7 @@ mix in process (1,000 accounts, 3,000 commands; quick: 20 and 80), with the
 same configuration (MariaDB, inline projection), run just before the server
 starts: how close HTTP comes to it.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -34,8 +35,18 @@ CONCURRENCY = (1, 8, 32)
 OPENING_CLIENTS = 8
 SERVER = "gunicorn 3x4"
 # The production command line (Dockerfile CMD, docker-compose.yml), on a local port.
-GUNICORN_OPTIONS = ["--workers", "3", "--threads", "4", "--timeout", "60", "--access-logfile", "-",
-                    "--worker-tmp-dir", "/dev/shm"]
+GUNICORN_OPTIONS = [
+    "--workers",
+    "3",
+    "--threads",
+    "4",
+    "--timeout",
+    "60",
+    "--access-logfile",
+    "-",
+    "--worker-tmp-dir",
+    "/dev/shm",
+]
 
 
 def create_staff() -> dict:
@@ -126,8 +137,17 @@ def _start_server(session, env: dict[str, str]):
             return False
 
     def command(port: int) -> list[str]:
-        return ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "gunicorn",
-                "techbank_site.wsgi:application", "--bind", f"127.0.0.1:{port}", *GUNICORN_OPTIONS]
+        return [
+            "env",
+            *(f"{k}={v}" for k, v in env.items()),
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "techbank_site.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            *GUNICORN_OPTIONS,
+        ]
 
     return start_on_free_port("gunicorn", command, ready, session.scratch, startup_seconds=60)
 
@@ -138,30 +158,54 @@ def run(session) -> list[Measurement]:
     accounts = session.sizes.pick(1_000, 50)
     per_level = session.sizes.pick(20_000, 300)
     seconds_per_level = session.sizes.pick(45.0, 1.5)
-    env = {**BENCH_ENV, "DATABASE_URL": session.mariadb_url("http"), "TECHBANK_EVENT_STORE": "sql",
-           "TECHBANK_EVENT_BUS": "inline", "PYTHONPATH": str(ROOT)}
+    env = {
+        **BENCH_ENV,
+        "DATABASE_URL": session.mariadb_url("http"),
+        "TECHBANK_EVENT_STORE": "sql",
+        "TECHBANK_EVENT_BUS": "inline",
+        "PYTHONPATH": str(ROOT),
+    }
     token = run_case("bench.workloads.http:create_staff", env=env).result["token"]
 
     # The baseline: the same configuration in process, on the same database (its accounts are its own).
-    in_process = run_case("bench.workloads.commands:techbank", env=env, inline_projection=True, migrate=False,
-                          accounts=session.sizes.pick(1_000, 20), commands=session.sizes.pick(3_000, 80)).result
+    in_process = run_case(
+        "bench.workloads.commands:techbank",
+        env=env,
+        inline_projection=True,
+        migrate=False,
+        accounts=session.sizes.pick(1_000, 20),
+        commands=session.sizes.pick(3_000, 80),
+    ).result
 
     process, port = _start_server(session, env)
     try:
-        opening = _drive(port, token, [
-            ("/api/accounts/", {"holder": f"Bench Holder {op.account}",
-                                "account_type": "SAVINGS" if op.account % 2 else "CURRENT",
-                                "opening_balance": cents_text(op.cents)})
-            for op in opens(accounts)
-        ], OPENING_CLIENTS, deadline_seconds=max(60.0, seconds_per_level))
+        opening = _drive(
+            port,
+            token,
+            [
+                (
+                    "/api/accounts/",
+                    {
+                        "holder": f"Bench Holder {op.account}",
+                        "account_type": "SAVINGS" if op.account % 2 else "CURRENT",
+                        "opening_balance": cents_text(op.cents),
+                    },
+                )
+                for op in opens(accounts)
+            ],
+            OPENING_CLIENTS,
+            deadline_seconds=max(60.0, seconds_per_level),
+        )
         ids = [json.loads(body)["id"] for body in opening.pop("_bodies") if body]
         if len(ids) < accounts:
             raise RuntimeError(f"only {len(ids)} of {accounts} accounts opened: {opening['statuses']}")
         levels = []
         for clients in CONCURRENCY:
             requests = (
-                (f"/api/accounts/{ids[op.account]}/{'deposits' if op.kind == 'deposit' else 'withdrawals'}",
-                 {"amount": cents_text(op.cents)})
+                (
+                    f"/api/accounts/{ids[op.account]}/{'deposits' if op.kind == 'deposit' else 'withdrawals'}",
+                    {"amount": cents_text(op.cents)},
+                )
                 for op in moves(accounts, per_level, SEED + clients)
             )
             level = _drive(port, token, requests, clients, seconds_per_level)
@@ -172,21 +216,42 @@ def run(session) -> list[Measurement]:
         log = sorted(Path(session.scratch).glob("gunicorn-*.log"))
 
     baseline_name = "in process (MariaDB, inline projection)"
-    details_common = {"server": SERVER, "database": "MariaDB", "publisher": "inline projection",
-                      "opening": opening, "in_process": in_process,
-                      "server_log": str(log[-1]) if log else None}
+    details_common = {
+        "server": SERVER,
+        "database": "MariaDB",
+        "publisher": "inline projection",
+        "opening": opening,
+        "in_process": in_process,
+        "server_log": str(log[-1]) if log else None,
+    }
     measurements = []
     for level in levels:
         subject = f"resource API, {level['clients']} client{'s' if level['clients'] > 1 else ''} ({SERVER})"
         details = {**details_common, **level}
-        measurements.append(Measurement(
-            WORKLOAD, subject, "requests/s", level["requests_per_second"], "req/s",
-            baseline=baseline_name, baseline_value=in_process["commands_per_second"],
-            target="0 errors", met=level["errors"] == 0, details=details,
-        ))
+        measurements.append(
+            Measurement(
+                WORKLOAD,
+                subject,
+                "requests/s",
+                level["requests_per_second"],
+                "req/s",
+                baseline=baseline_name,
+                baseline_value=in_process["commands_per_second"],
+                target="0 errors",
+                met=level["errors"] == 0,
+                details=details,
+            )
+        )
         for name in ("p50", "p99"):
-            measurements.append(Measurement(
-                WORKLOAD, subject, f"{name} latency", level[f"{name}_ms"], "ms", higher_is_better=False,
-                details={"errors": level["errors"], "requests": level["requests"]},
-            ))
+            measurements.append(
+                Measurement(
+                    WORKLOAD,
+                    subject,
+                    f"{name} latency",
+                    level[f"{name}_ms"],
+                    "ms",
+                    higher_is_better=False,
+                    details={"errors": level["errors"], "requests": level["requests"]},
+                )
+            )
     return measurements

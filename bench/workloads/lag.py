@@ -13,13 +13,13 @@ Baseline, on the same broker at the same rate: kafka-python alone, producer
 (acks=all, each send waited for) -> a group consumer that commits each batch,
 from send() to the consumer holding the message.
 """
+
 from __future__ import annotations
 
 import http.client
 import itertools
 import json
 import os
-import socket
 import sys
 import threading
 import time
@@ -49,43 +49,79 @@ def run(session) -> list[Measurement]:
     # With TECHBANK_BENCH_LAG_BREAKDOWN=1 the driver also reads the topic: lag = relay + consumer.
     breakdown = os.environ.get("TECHBANK_BENCH_LAG_BREAKDOWN") == "1"
     began = time.monotonic()
-    baseline = run_case("bench.workloads.lag:kafka_round_trip", bootstrap=kafka, rate=rate,
-                        seconds=session.sizes.pick(seconds, 1)).result
+    baseline = run_case(
+        "bench.workloads.lag:kafka_round_trip", bootstrap=kafka, rate=rate, seconds=session.sizes.pick(seconds, 1)
+    ).result
     _progress(f"baseline measured after {time.monotonic() - began:.1f} s")
     measurements = []
     # Quick mode (a smoke test) drives the production stack only.
     for event_store in ("mongo",) if session.quick else ("mongo", "sql"):
         database_url = session.mariadb_url(f"lag_{event_store}")
-        with running_stack(session.scratch, mongo=mongo, kafka=kafka, database_url=database_url,
-                           event_store=event_store) as stack:
+        with running_stack(
+            session.scratch, mongo=mongo, kafka=kafka, database_url=database_url, event_store=event_store
+        ) as stack:
             _progress(f"{event_store}: stack up in {stack['startup_s']} s")
             result = run_case(
-                "bench.workloads.lag:drive", base=stack["base"], token=stack["token"], database_url=database_url,
-                accounts=accounts, rate=rate, seconds=seconds,
-                topic=stack["env"]["TECHBANK_KAFKA_TOPIC"] if breakdown else None, bootstrap=kafka,
+                "bench.workloads.lag:drive",
+                base=stack["base"],
+                token=stack["token"],
+                database_url=database_url,
+                accounts=accounts,
+                rate=rate,
+                seconds=seconds,
+                topic=stack["env"]["TECHBANK_KAFKA_TOPIC"] if breakdown else None,
+                bootstrap=kafka,
             ).result
-            _progress(f"{event_store}: driven after {time.monotonic() - began:.1f} s "
-                      f"(pipeline ready after {result['pipeline_ready_s']} s)")
+            _progress(
+                f"{event_store}: driven after {time.monotonic() - began:.1f} s "
+                f"(pipeline ready after {result['pipeline_ready_s']} s)"
+            )
         measurements.append(_measurement(session, SUBJECTS[event_store], result, baseline, stack, rate))
     return measurements
 
 
 def _measurement(session, subject: str, result: dict, baseline: dict, stack: dict, rate: int) -> Measurement:
     p99 = result["p99_ms"]
-    details = {key: result[key] for key in (
-        "p50_ms", "max_ms", "rate", "target_rate", "commands", "skipped", "errors", "not_seen", "retried",
-        "late_starts", "http_p50_ms", "http_p99_ms", "pipeline_ready_s", "seconds", "to_topic_p50_ms",
-        "to_topic_p99_ms",
-    ) if key in result}
+    details = {
+        key: result[key]
+        for key in (
+            "p50_ms",
+            "max_ms",
+            "rate",
+            "target_rate",
+            "commands",
+            "skipped",
+            "errors",
+            "not_seen",
+            "retried",
+            "late_starts",
+            "http_p50_ms",
+            "http_p99_ms",
+            "pipeline_ready_s",
+            "seconds",
+            "to_topic_p50_ms",
+            "to_topic_p99_ms",
+        )
+        if key in result
+    }
     details["baseline_p50_ms"], details["baseline_max_ms"] = baseline["p50_ms"], baseline["max_ms"]
     details["startup_s"] = stack["startup_s"]
     return Measurement(
-        workload="lag", subject=subject, metric="p99 lag", value=p99, unit="ms",
-        baseline="raw kafka-python round trip p99", baseline_value=baseline["p99_ms"], higher_is_better=False,
+        workload="lag",
+        subject=subject,
+        metric="p99 lag",
+        value=p99,
+        unit="ms",
+        baseline="raw kafka-python round trip p99",
+        baseline_value=baseline["p99_ms"],
+        higher_is_better=False,
         target=f"p99 < {TARGET_P99_MS} ms at 200 cmd/s",
         # Quick mode runs at a lower rate: it checks the workload works, it does not judge the target.
-        met=None if session.quick else (p99 < TARGET_P99_MS and result["rate"] >= 0.95 * rate
-                                        and not result["errors"] and not result["not_seen"]),
+        met=None
+        if session.quick
+        else (
+            p99 < TARGET_P99_MS and result["rate"] >= 0.95 * rate and not result["errors"] and not result["not_seen"]
+        ),
         details=details,
     )
 
@@ -135,27 +171,73 @@ def running_stack(scratch: Path, *, mongo: str, kafka: str, database_url: str, e
     port = free_port()
     processes = []
     try:
-        preparing = subprocess.Popen([PYTHON, "manage.py", "shell", "-v0", "-c", (
-            "from django.contrib.auth import get_user_model\n"
-            "from django.contrib.auth.models import Group\n"
-            "from django.core.management import call_command\n"
-            "from rest_framework.authtoken.models import Token\n"
-            "call_command('migrate', interactive=False, verbosity=0)\n"
-            "user = get_user_model().objects.create_user('lag-teller')\n"
-            "user.groups.add(Group.objects.get(name='Account manager'))\n"
-            "print(Token.objects.create(user=user).key)"
-        )], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        processes.append(spawn(
-            [PYTHON, "-m", "gunicorn", "techbank_site.wsgi:application", "--bind", f"127.0.0.1:{port}",
-             "--workers", "3", "--threads", "4", "--timeout", "60", "--access-logfile", "-",
-             "--worker-tmp-dir", "/dev/shm"],
-            logs / "web.log", cwd=ROOT, env=env,
-        ))
-        processes.append(spawn(
-            [PYTHON, "-m", "celery", "-A", "techbank_site", "worker", "-B", "--loglevel=INFO",
-             f"--schedule={logs / 'celerybeat-schedule'}"],
-            logs / "worker.log", cwd=ROOT, env=env,
-        ))
+        preparing = subprocess.Popen(
+            [
+                PYTHON,
+                "manage.py",
+                "shell",
+                "-v0",
+                "-c",
+                (
+                    "from django.contrib.auth import get_user_model\n"
+                    "from django.contrib.auth.models import Group\n"
+                    "from django.core.management import call_command\n"
+                    "from rest_framework.authtoken.models import Token\n"
+                    "call_command('migrate', interactive=False, verbosity=0)\n"
+                    "user = get_user_model().objects.create_user('lag-teller')\n"
+                    "user.groups.add(Group.objects.get(name='Account manager'))\n"
+                    "print(Token.objects.create(user=user).key)"
+                ),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        processes.append(
+            spawn(
+                [
+                    PYTHON,
+                    "-m",
+                    "gunicorn",
+                    "techbank_site.wsgi:application",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    "3",
+                    "--threads",
+                    "4",
+                    "--timeout",
+                    "60",
+                    "--access-logfile",
+                    "-",
+                    "--worker-tmp-dir",
+                    "/dev/shm",
+                ],
+                logs / "web.log",
+                cwd=ROOT,
+                env=env,
+            )
+        )
+        processes.append(
+            spawn(
+                [
+                    PYTHON,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "techbank_site",
+                    "worker",
+                    "-B",
+                    "--loglevel=INFO",
+                    f"--schedule={logs / 'celerybeat-schedule'}",
+                ],
+                logs / "worker.log",
+                cwd=ROOT,
+                env=env,
+            )
+        )
         out, err = preparing.communicate(timeout=300)
         if preparing.returncode != 0:
             raise RuntimeError(f"preparing the lag stack failed: {err[-3000:]}")
@@ -165,8 +247,14 @@ def running_stack(scratch: Path, *, mongo: str, kafka: str, database_url: str, e
             if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
                 raise RuntimeError(f"the lag stack did not start:\n{_tail(logs)}")
             time.sleep(0.05)
-        yield {"base": f"127.0.0.1:{port}", "token": token, "logs": logs, "env": env,
-               "pids": [p.pid for p in processes], "startup_s": round(time.monotonic() - started, 1)}
+        yield {
+            "base": f"127.0.0.1:{port}",
+            "token": token,
+            "logs": logs,
+            "env": env,
+            "pids": [p.pid for p in processes],
+            "startup_s": round(time.monotonic() - started, 1),
+        }
     except BaseException:
         print(_tail(logs), file=sys.stderr)
         raise
@@ -190,8 +278,9 @@ def _forget_queue(env: dict) -> None:
     queue, topic = env["TECHBANK_CELERY_QUEUE"], env["TECHBANK_KAFKA_TOPIC"]
     client = redis.Redis.from_url(env["CELERY_BROKER_URL"], socket_connect_timeout=2)
     with suppress(redis.RedisError):
-        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}",
-                      f"techbank:relay-outbox:{topic}")
+        client.delete(
+            queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}", f"techbank:relay-outbox:{topic}"
+        )
     client.close()
 
 
@@ -213,8 +302,11 @@ class Client:
         return self.local.connection
 
     def post(self, path: str, body: dict) -> tuple[int, dict | None]:
-        headers = {"Authorization": f"Token {self.token}", "Content-Type": "application/json",
-                   "Idempotency-Key": uuid.uuid4().hex}
+        headers = {
+            "Authorization": f"Token {self.token}",
+            "Content-Type": "application/json",
+            "Idempotency-Key": uuid.uuid4().hex,
+        }
         payload = json.dumps(body)
         for attempt in (1, 2):
             connection = self._connection()
@@ -223,7 +315,7 @@ class Client:
                 response = connection.getresponse()
                 raw = response.read()
                 return response.status, json.loads(raw) if raw else None
-            except (ConnectionError, http.client.HTTPException, socket.timeout):
+            except (TimeoutError, ConnectionError, http.client.HTTPException):
                 connection.close()
                 self.local.connection = None
                 if attempt == 2:
@@ -242,8 +334,12 @@ class VersionPoller(threading.Thread):
 
         config = parse(database_url)
         self.connection = MySQLdb.connect(
-            host=config["HOST"], port=int(config["PORT"] or 3306), user=config["USER"],
-            passwd=config["PASSWORD"] or "", db=config["NAME"], connect_timeout=5,
+            host=config["HOST"],
+            port=int(config["PORT"] or 3306),
+            user=config["USER"],
+            passwd=config["PASSWORD"] or "",
+            db=config["NAME"],
+            connect_timeout=5,
         )
         self.connection.autocommit(True)
         self.every = every
@@ -281,8 +377,13 @@ class TopicWatcher(threading.Thread):
         super().__init__(name="topic-watcher", daemon=True)
         from kafka import KafkaConsumer
 
-        self.consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"lag-watch-{uuid.uuid4().hex[:6]}",
-                                      enable_auto_commit=False, auto_offset_reset="latest")
+        self.consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=f"lag-watch-{uuid.uuid4().hex[:6]}",
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+        )
         while not self.consumer.assignment():
             self.consumer.poll(timeout_ms=100)
         self.arrived: dict[tuple[str, int], float] = {}
@@ -301,24 +402,37 @@ class TopicWatcher(threading.Thread):
         self.consumer.close()
 
 
-def drive(*, base: str, token: str, database_url: str, accounts: int, rate: float, seconds: float,
-          threads: int | None = None, drain_seconds: float = 30, topic: str | None = None,
-          bootstrap: str | None = None) -> dict:
+def drive(
+    *,
+    base: str,
+    token: str,
+    database_url: str,
+    accounts: int,
+    rate: float,
+    seconds: float,
+    threads: int | None = None,
+    drain_seconds: float = 30,
+    topic: str | None = None,
+    bootstrap: str | None = None,
+) -> dict:
     # Enough senders for the schedule at a few hundred ms per request; not so many that each
     # sits idle past gunicorn's keep-alive (2 s) between two of its commands.
     threads = threads or max(4, min(64, int(rate / 4)))
     client = Client(base, token)
     poller = VersionPoller(database_url)
     poller.start()
-    watcher = TopicWatcher(bootstrap, topic) if topic else None
+    if topic and not bootstrap:
+        raise ValueError("watching a topic needs its Kafka bootstrap servers")
+    watcher = TopicWatcher(bootstrap, topic) if topic and bootstrap else None
     if watcher:
         watcher.start()
 
     # Open the accounts (this also warms every part of the pipeline up), and wait until they show.
     def open_account(n: int) -> str:
-        status, body = client.post("/api/accounts/", {
-            "holder": f"Lag holder {n}", "account_type": "SAVINGS", "opening_balance": "1000.00"})
-        assert status == 201, (status, body)
+        status, body = client.post(
+            "/api/accounts/", {"holder": f"Lag holder {n}", "account_type": "SAVINGS", "opening_balance": "1000.00"}
+        )
+        assert status == 201 and body is not None, (status, body)
         return body["id"]
 
     ready_started = time.monotonic()
@@ -364,7 +478,7 @@ def drive(*, base: str, token: str, database_url: str, accounts: int, rate: floa
             with counters:
                 if sent - due > 0.1:
                     late_starts += 1
-                if status == 200:
+                if status == 200 and body is not None:
                     done.append((account, body["version"], answered, sent))
                 else:
                     errors += 1
@@ -396,18 +510,33 @@ def drive(*, base: str, token: str, database_url: str, accounts: int, rate: floa
     elapsed = finished - start
     breakdown = {}
     if watcher:
-        to_topic = [max(0.0, watcher.arrived[(a, v)] - answered) * 1000 for a, v, answered, _ in done
-                    if (a, v) in watcher.arrived]
-        breakdown = {"to_topic_p50_ms": round(percentile(to_topic, 0.5), 1),
-                     "to_topic_p99_ms": round(percentile(to_topic, 0.99), 1)}
-    return {**breakdown,
-        "p50_ms": round(percentile(lags, 0.5), 1), "p99_ms": round(percentile(lags, 0.99), 1),
+        to_topic = [
+            max(0.0, watcher.arrived[(a, v)] - answered) * 1000
+            for a, v, answered, _ in done
+            if (a, v) in watcher.arrived
+        ]
+        breakdown = {
+            "to_topic_p50_ms": round(percentile(to_topic, 0.5), 1),
+            "to_topic_p99_ms": round(percentile(to_topic, 0.99), 1),
+        }
+    return {
+        **breakdown,
+        "p50_ms": round(percentile(lags, 0.5), 1),
+        "p99_ms": round(percentile(lags, 0.99), 1),
         "max_ms": round(max(lags, default=float("nan")), 1),
-        "rate": round(len(done) / elapsed, 1) if elapsed > 0 else 0.0, "target_rate": rate,
-        "commands": total, "skipped": skipped, "errors": errors, "not_seen": not_seen, "retried": client.retried,
-        "late_starts": late_starts, "seconds": round(elapsed, 2),
-        "http_p50_ms": round(percentile(http_ms, 0.5), 1), "http_p99_ms": round(percentile(http_ms, 0.99), 1),
-        "pipeline_ready_s": round(pipeline_ready, 2), "polls": poller.polls,
+        "rate": round(len(done) / elapsed, 1) if elapsed > 0 else 0.0,
+        "target_rate": rate,
+        "commands": total,
+        "skipped": skipped,
+        "errors": errors,
+        "not_seen": not_seen,
+        "retried": client.retried,
+        "late_starts": late_starts,
+        "seconds": round(elapsed, 2),
+        "http_p50_ms": round(percentile(http_ms, 0.5), 1),
+        "http_p99_ms": round(percentile(http_ms, 0.99), 1),
+        "pipeline_ready_s": round(pipeline_ready, 2),
+        "polls": poller.polls,
     }
 
 
@@ -425,8 +554,13 @@ def kafka_round_trip(*, bootstrap: str, rate: float, seconds: float) -> dict:
         admin.create_topics([NewTopic(topic, 3, 1)])
     finally:
         admin.close()
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"baseline-{uuid.uuid4().hex[:6]}",
-                             enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"baseline-{uuid.uuid4().hex[:6]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_in_flight_requests_per_connection=1)
     deadline = time.monotonic() + 30
     while not consumer.assignment() and time.monotonic() < deadline:
@@ -458,5 +592,10 @@ def kafka_round_trip(*, bootstrap: str, rate: float, seconds: float) -> dict:
     producer.close()
     consumer.close()
     lags = [(received_at[i] - sent_at[i]) * 1000 for i in received_at if i in sent_at]
-    return {"p50_ms": round(percentile(lags, 0.5), 1), "p99_ms": round(percentile(lags, 0.99), 1),
-            "max_ms": round(max(lags, default=float("nan")), 1), "received": len(received_at), "sent": total}
+    return {
+        "p50_ms": round(percentile(lags, 0.5), 1),
+        "p99_ms": round(percentile(lags, 0.99), 1),
+        "max_ms": round(max(lags, default=float("nan")), 1),
+        "received": len(received_at),
+        "sent": total,
+    }

@@ -12,12 +12,14 @@ Measured: the median of `loads` loads through the composition root's
 repository, against the baseline of the same account loaded by full replay
 (a repository without snapshots, as before them). Both must give the same state.
 """
+
 from __future__ import annotations
 
 import json
 import statistics
 import time
 import uuid
+from datetime import UTC
 
 from bench.framework import Measurement, percentile, run_case
 
@@ -35,26 +37,35 @@ def run(session) -> list[Measurement]:
         case = run_case(
             "bench.workloads.long_streams:load_long_stream",
             env=_env(session, backend),
-            backend=backend, events=events, loads=loads, baseline_loads=baseline_loads,
+            backend=backend,
+            events=events,
+            loads=loads,
+            baseline_loads=baseline_loads,
         ).result
-        measurements.append(Measurement(
-            workload="long-streams",
-            subject=f"TechBank, {LABELS[backend]}",
-            metric=f"load {events // 1000}k-event account",
-            value=case["median_ms"],
-            unit="ms",
-            baseline="full replay",
-            baseline_value=case["baseline_median_ms"],
-            higher_is_better=False,
-            target=f"< {TARGET_MS} ms",
-            met=case["median_ms"] < TARGET_MS,
-            details=case,
-        ))
+        measurements.append(
+            Measurement(
+                workload="long-streams",
+                subject=f"TechBank, {LABELS[backend]}",
+                metric=f"load {events // 1000}k-event account",
+                value=case["median_ms"],
+                unit="ms",
+                baseline="full replay",
+                baseline_value=case["baseline_median_ms"],
+                higher_is_better=False,
+                target=f"< {TARGET_MS} ms",
+                met=case["median_ms"] < TARGET_MS,
+                details=case,
+            )
+        )
     return measurements
 
 
 def _env(session, backend: str) -> dict[str, str]:
-    env = {"TECHBANK_EVENT_BUS": "inline", "TECHBANK_SNAPSHOT_EVERY": str(SNAPSHOT_EVERY), "TECHBANK_LOG_LEVEL": "WARNING"}
+    env = {
+        "TECHBANK_EVENT_BUS": "inline",
+        "TECHBANK_SNAPSHOT_EVERY": str(SNAPSHOT_EVERY),
+        "TECHBANK_LOG_LEVEL": "WARNING",
+    }
     if backend == "sqlite":
         return {**env, "TECHBANK_EVENT_STORE": "sql", "DATABASE_URL": session.sqlite_url("long-streams")}
     if backend == "mariadb":
@@ -68,6 +79,7 @@ def _env(session, backend: str) -> dict[str, str]:
 
 
 # -- the case, in its own process ------------------------------------------------------
+
 
 def load_long_stream(*, backend: str, events: int, loads: int, baseline_loads: int) -> dict:
     from django.conf import settings
@@ -124,7 +136,9 @@ def _time_loads(repository, account_id, loads: int, expected) -> tuple[list[floa
         times.append((time.perf_counter() - started) * 1000)
         cpu.append((time.process_time() - cpu_started) * 1000)
         assert (account.version, account.balance, account.handled_requests) == (
-            expected.version, expected.balance, expected.handled_requests
+            expected.version,
+            expected.balance,
+            expected.handled_requests,
         ), "a load gave another state than the full replay"
     return times, cpu
 
@@ -152,10 +166,17 @@ def _seed_sql(events: int, batch_size: int = 5_000) -> None:
     assert not StoredEventRecord.objects.exists(), "seed a new database"
     batch = []
     for e in bench_events(events=events, accounts=1):
-        batch.append(StoredEventRecord(
-            event_id=e.event_id, stream_id=e.stream_id, version=e.version, event_type=e.event_type,
-            data=e.data, metadata=e.metadata, occurred_at=e.occurred_at,
-        ))
+        batch.append(
+            StoredEventRecord(
+                event_id=e.event_id,
+                stream_id=e.stream_id,
+                version=e.version,
+                event_type=e.event_type,
+                data=e.data,
+                metadata=e.metadata,
+                occurred_at=e.occurred_at,
+            )
+        )
         if len(batch) == batch_size:
             with transaction.atomic():
                 StoredEventRecord.objects.bulk_create(batch)
@@ -166,7 +187,7 @@ def _seed_sql(events: int, batch_size: int = 5_000) -> None:
 
 def _seed_mongo(events: int, batch_size: int = 10_000) -> None:
     """As appends would have stored them (documents validated by the store's classes), not in the outbox."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from bench.seeding import bench_events
     from eventstore.backends.mongo import POSITION_COUNTER
@@ -175,7 +196,7 @@ def _seed_mongo(events: int, batch_size: int = 10_000) -> None:
 
     store = bootstrap.event_store()
     assert store.count_events() == 0, "seed a new database"
-    recorded_at = datetime.now(timezone.utc)
+    recorded_at = datetime.now(UTC)
     batch = []
     for e in bench_events(events=events, accounts=1):
         event = NewEvent(e.event_id, e.event_type, e.data, e.occurred_at, e.metadata)

@@ -6,10 +6,12 @@ Withdrawals are small against the opening balances (at most 100.00 against at
 least 5,000.00), so none is refused for lack of funds in any order: the HTTP
 runs send the mix three times over, from concurrent clients.
 """
+
 from __future__ import annotations
 
 import random
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 SEED = 20261126
 

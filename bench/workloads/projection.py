@@ -9,6 +9,7 @@ counted. The baseline: the raw driver (MySQLdb) writing the same final rows
 (every ledger row, every summary) into the same tables of another new database,
 in batches of the consumer's batch size, one transaction per batch.
 """
+
 from __future__ import annotations
 
 import time
@@ -38,33 +39,37 @@ def run(session) -> list[Measurement]:
     run_case("bench.workloads.projection:prepare", env=env, events=events, accounts=accounts)
     techbank = run_case("bench.workloads.projection:consume", env=env, events=events)
     raw = run_case(
-        "bench.workloads.projection:raw_writes", env={"DATABASE_URL": session.mariadb_url("projection_raw")},
-        events=events, accounts=accounts,
+        "bench.workloads.projection:raw_writes",
+        env={"DATABASE_URL": session.mariadb_url("projection_raw")},
+        events=events,
+        accounts=accounts,
     )
     if techbank.result["fingerprint"] != raw.result["fingerprint"]:
         raise AssertionError(f"the baseline wrote other rows: {techbank.result} vs {raw.result}")
     rate, raw_rate = events / techbank.result["seconds"], events / raw.result["seconds"]
-    return [Measurement(
-        workload="projection",
-        subject="TechBank, MariaDB",
-        metric="events/s",
-        value=rate,
-        unit="events/s",
-        baseline="raw MySQLdb batched",
-        baseline_value=raw_rate,
-        target=f">= {TARGET_RATE:,} events/s and >= {TARGET_RATIO}x raw",
-        met=rate >= TARGET_RATE and rate >= TARGET_RATIO * raw_rate,
-        details={
-            "events": events,
-            "accounts": accounts,
-            "seconds": round(techbank.result["seconds"], 2),
-            "batches": techbank.result["batches"],
-            "join_seconds": round(techbank.result["join_seconds"], 2),
-            "raw_seconds": round(raw.result["seconds"], 2),
-            "raw_batch": raw.result["batch"],
-            "peak_rss_mb": round(techbank.peak_rss_mb, 1),
-        },
-    )]
+    return [
+        Measurement(
+            workload="projection",
+            subject="TechBank, MariaDB",
+            metric="events/s",
+            value=rate,
+            unit="events/s",
+            baseline="raw MySQLdb batched",
+            baseline_value=raw_rate,
+            target=f">= {TARGET_RATE:,} events/s and >= {TARGET_RATIO}x raw",
+            met=rate >= TARGET_RATE and rate >= TARGET_RATIO * raw_rate,
+            details={
+                "events": events,
+                "accounts": accounts,
+                "seconds": round(techbank.result["seconds"], 2),
+                "batches": techbank.result["batches"],
+                "join_seconds": round(techbank.result["join_seconds"], 2),
+                "raw_seconds": round(raw.result["seconds"], 2),
+                "raw_batch": raw.result["batch"],
+                "peak_rss_mb": round(techbank.peak_rss_mb, 1),
+            },
+        )
+    ]
 
 
 def prepare(*, events: int, accounts: int) -> dict:
@@ -107,16 +112,18 @@ def consume(*, events: int) -> dict:
     if applied != events:
         raise AssertionError(f"received {received}, applied {applied} of {events} events")
     return {
-        "seconds": watch.seconds, "join_seconds": joining.seconds, "batches": batches, "fingerprint": _fingerprint()
+        "seconds": watch.seconds,
+        "join_seconds": joining.seconds,
+        "batches": batches,
+        "fingerprint": _fingerprint(),
     }
 
 
 def raw_writes(*, events: int, accounts: int) -> dict:
     """The baseline: MySQLdb writing the final rows, computed beforehand, in the consumer's batch size."""
+    from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
-
-    from django.conf import settings
 
     batch = settings.TECHBANK_PROJECTION_BATCH
     call_command("migrate", verbosity=0)
@@ -132,10 +139,10 @@ def raw_writes(*, events: int, accounts: int) -> dict:
         cursor = db.cursor()
         for start in range(0, len(ledger), batch):
             cursor.execute("START TRANSACTION")
-            cursor.executemany(insert_ledger, ledger[start:start + batch])
+            cursor.executemany(insert_ledger, ledger[start : start + batch])
             db.commit()
         for start in range(0, len(summaries), batch):
             cursor.execute("START TRANSACTION")
-            cursor.executemany(insert_summary, summaries[start:start + batch])
+            cursor.executemany(insert_summary, summaries[start : start + batch])
             db.commit()
     return {"seconds": watch.seconds, "batch": batch, "fingerprint": _fingerprint()}

@@ -8,6 +8,7 @@ summary rows in batches, in one transaction, with the least Python in between.
 Both must leave the same rows (a fingerprint of both read models is compared;
 in quick mode verify_read_model also checks TechBank's rebuild row by row).
 """
+
 from __future__ import annotations
 
 import json
@@ -40,27 +41,29 @@ def run(session) -> list[Measurement]:
         seconds, peak = techbank.result["seconds"], techbank.peak_rss_mb
         # A target is for a million events: a quick run scales its time to one.
         per_million = seconds * 1_000_000 / events
-        measurements.append(Measurement(
-            workload="rebuild",
-            subject=subject,
-            metric=f"{events:,} events" if events != 1_000_000 else "1M events",
-            value=seconds,
-            unit="s",
-            baseline="raw driver, batched",
-            baseline_value=raw.result["seconds"],
-            higher_is_better=False,
-            target=f"< {TARGET_SECONDS} s, < {TARGET_MB} MB",
-            met=per_million < TARGET_SECONDS and peak < TARGET_MB,
-            details={
-                "events": events,
-                "accounts": techbank.result["accounts"],
-                "peak_rss_mb": round(peak, 1),
-                "baseline_peak_rss_mb": round(raw.peak_rss_mb, 1),
-                "events_per_second": round(events / seconds),
-                "seconds_per_million_events": round(per_million, 1),
-                "verified": techbank.result.get("verified"),
-            },
-        ))
+        measurements.append(
+            Measurement(
+                workload="rebuild",
+                subject=subject,
+                metric=f"{events:,} events" if events != 1_000_000 else "1M events",
+                value=seconds,
+                unit="s",
+                baseline="raw driver, batched",
+                baseline_value=raw.result["seconds"],
+                higher_is_better=False,
+                target=f"< {TARGET_SECONDS} s, < {TARGET_MB} MB",
+                met=per_million < TARGET_SECONDS and peak < TARGET_MB,
+                details={
+                    "events": events,
+                    "accounts": techbank.result["accounts"],
+                    "peak_rss_mb": round(peak, 1),
+                    "baseline_peak_rss_mb": round(raw.peak_rss_mb, 1),
+                    "events_per_second": round(events / seconds),
+                    "seconds_per_million_events": round(per_million, 1),
+                    "verified": techbank.result.get("verified"),
+                },
+            )
+        )
     return measurements
 
 
@@ -110,7 +113,7 @@ def raw_rebuild() -> dict:
         cursor.executemany(INSERT_LEDGER.format(mark=mark), projection.ledger)
         summaries = projection.summary_rows()
         for start in range(0, len(summaries), WRITE_BATCH):
-            cursor.executemany(INSERT_SUMMARY.format(mark=mark), summaries[start:start + WRITE_BATCH])
+            cursor.executemany(INSERT_SUMMARY.format(mark=mark), summaries[start : start + WRITE_BATCH])
         db.commit()
     return {"seconds": watch.seconds, "fingerprint": _fingerprint()}
 
@@ -124,7 +127,10 @@ INSERT_SUMMARY = (
     "VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark}, {mark}, {mark})"
 )
 KINDS = {
-    "AccountOpened": "OPENING", "FundsDeposited": "DEPOSIT", "FundsWithdrawn": "WITHDRAWAL", "AccountClosed": "CLOSURE",
+    "AccountOpened": "OPENING",
+    "FundsDeposited": "DEPOSIT",
+    "FundsWithdrawn": "WITHDRAWAL",
+    "AccountClosed": "CLOSURE",
 }
 
 
@@ -141,7 +147,14 @@ class RawProjection:
         if kind == "OPENING":
             amount = Decimal(data["opening_balance"])
             summary = self.summaries[stream_id] = [
-                uuid.UUID(stream_id).hex, data["holder"], data["account_type"], amount, "OPEN", occurred_at, None, 0
+                uuid.UUID(stream_id).hex,
+                data["holder"],
+                data["account_type"],
+                amount,
+                "OPEN",
+                occurred_at,
+                None,
+                0,
             ]
         else:
             summary = self.summaries[stream_id]

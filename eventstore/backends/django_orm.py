@@ -1,9 +1,11 @@
 """The SQL event store, through the Django ORM (SQLite, MySQL/MariaDB, PostgreSQL)."""
+
 import json
 import logging
 import uuid
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 from django.db import IntegrityError, OperationalError, connections, transaction
 from django.utils import timezone
@@ -78,7 +80,9 @@ class _AppendSql:
         # the suite runs on (others go through Django's atomic blocks); on SQLite, as
         # Django begins one (BEGIN IMMEDIATE: settings.SQLITE_OPTIONS).
         mode = getattr(connection, "transaction_mode", None)
-        self.begin = {"sqlite": f"BEGIN {mode}" if mode else "BEGIN", "mysql": "START TRANSACTION"}.get(connection.vendor)
+        self.begin = {"sqlite": f"BEGIN {mode}" if mode else "BEGIN", "mysql": "START TRANSACTION"}.get(
+            connection.vendor
+        )
         self.native_uuid = connection.features.has_native_uuid_field
 
     def row(self, ops, stream_id: str, version: int, event: NewEvent, recorded_at) -> list:
@@ -172,7 +176,7 @@ class DjangoEventStore(EventStore):
         self, cursor, ops, sql: _AppendSql, statements: _Statements, stream_id, expected_version, events
     ) -> list[StoredEvent]:
         recorded_at = ops.adapt_datetimefield_value(timezone.now())
-        stored = []
+        stored: list[StoredEvent] = []
         for version, event in enumerate(events, start=expected_version + 1):
             row = sql.row(ops, stream_id, version, event, recorded_at)
             if version == 1 or stored:
@@ -188,10 +192,18 @@ class DjangoEventStore(EventStore):
                 position = cursor.lastrowid if inserted else None
             if position is None:
                 raise ConcurrencyConflict(stream_id, expected_version)
-            stored.append(StoredEvent(
-                event_id=event.event_id, stream_id=stream_id, version=version, event_type=event.event_type,
-                data=event.data, occurred_at=event.occurred_at, metadata=event.metadata, position=position,
-            ))
+            stored.append(
+                StoredEvent(
+                    event_id=event.event_id,
+                    stream_id=stream_id,
+                    version=version,
+                    event_type=event.event_type,
+                    data=event.data,
+                    occurred_at=event.occurred_at,
+                    metadata=event.metadata,
+                    position=position,
+                )
+            )
             cursor.execute(statements.outbox, [position])
         if not stored and expected_version:  # nothing to store, but a gap is still a conflict
             cursor.execute(statements.exists, [stream_id, expected_version])
@@ -249,7 +261,12 @@ class DjangoSnapshotStore(SnapshotStore):
         return None if row is None else Snapshot(stream_id, *row)
 
     def save(self, snapshot):
-        fields = {"version": snapshot.version, "schema": snapshot.schema, "state": snapshot.state, "taken_at": timezone.now()}
+        fields = {
+            "version": snapshot.version,
+            "schema": snapshot.schema,
+            "state": snapshot.state,
+            "taken_at": timezone.now(),
+        }
         # One UPDATE decides "not older than the stored one", so racing savers keep the later.
         not_later = self._records().filter(stream_id=snapshot.stream_id, version__lte=snapshot.version)
         # Each statement in its own transaction (a savepoint inside a caller's), so a
@@ -274,18 +291,20 @@ class DjangoSnapshotStore(SnapshotStore):
 
 def _events_from_rows(rows: list[tuple], tz) -> list[StoredEvent]:
     """StoredEvents from raw _COLUMNS rows, converted as the model's fields would convert them."""
-    event_ids, stream_ids, versions, types, datas, times, metadatas, positions = zip(*rows)
-    return list(map(
-        StoredEvent,
-        [i if isinstance(i, uuid.UUID) else uuid.UUID(i) for i in event_ids],
-        stream_ids,
-        versions,
-        types,
-        _json_documents(datas),
-        _aware_times(times, tz),
-        _json_documents(metadatas),
-        positions,
-    ))
+    event_ids, stream_ids, versions, types, datas, times, metadatas, positions = zip(*rows, strict=True)
+    return list(
+        map(
+            StoredEvent,
+            [i if isinstance(i, uuid.UUID) else uuid.UUID(i) for i in event_ids],
+            stream_ids,
+            versions,
+            types,
+            _json_documents(datas),
+            _aware_times(times, tz),
+            _json_documents(metadatas),
+            positions,
+        )
+    )
 
 
 def _json_documents(values: Sequence) -> list:

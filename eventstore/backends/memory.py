@@ -1,7 +1,8 @@
 """An in-memory event store: for unit tests and as the simplest reference backend."""
+
 import copy
 import threading
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from eventstore.snapshots import Snapshot, SnapshotStore
 from eventstore.store import ConcurrencyConflict, EventStore, NewEvent, StoredEvent
@@ -20,9 +21,7 @@ class InMemoryEventStore(EventStore):
             stream = self._streams.get(stream_id, [])
             if len(stream) != expected_version:
                 raise ConcurrencyConflict(stream_id, expected_version)
-            if any(e.event_id in self._event_ids for e in events) or len(
-                {e.event_id for e in events}
-            ) != len(events):
+            if any(e.event_id in self._event_ids for e in events) or len({e.event_id for e in events}) != len(events):
                 raise ConcurrencyConflict(stream_id, expected_version)
             stored = [
                 StoredEvent(
@@ -48,7 +47,7 @@ class InMemoryEventStore(EventStore):
         start = max(after_version, 0)
         with self._lock:
             stream = self._streams.get(stream_id, [])
-            return stream[start:] if limit is None else stream[start:start + limit]
+            return stream[start:] if limit is None else stream[start : start + limit]
 
     def stream_version(self, stream_id):
         with self._lock:

@@ -13,13 +13,14 @@ multi-document transaction; the documents still come from, and are validated
 by, the mongoengine classes below. Transactions need a replica set (a
 single-node one will do).
 """
+
 from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from operator import attrgetter
-from typing import Iterator, Sequence
 
 import mongoengine
 from mongoengine import DateTimeField, DictField, Document, IntField, LongField, StringField, UUIDField
@@ -93,7 +94,7 @@ class SnapshotDocument(Document):
 
 
 def _to_stored(doc: EventDocument) -> StoredEvent:
-    occurred_at = doc.occurred_at.astimezone(timezone.utc)
+    occurred_at = doc.occurred_at.astimezone(UTC)
     return StoredEvent(
         event_id=doc.event_id,
         stream_id=doc.stream_id,
@@ -108,7 +109,7 @@ def _to_stored(doc: EventDocument) -> StoredEvent:
 
 def _from_raw(doc: dict) -> StoredEvent:
     """_to_stored for a document as pymongo returns it (a dict), without building a mongoengine Document."""
-    occurred_at = doc["occurred_at"].astimezone(timezone.utc)
+    occurred_at = doc["occurred_at"].astimezone(UTC)
     return StoredEvent(
         event_id=doc["event_id"],
         stream_id=doc["stream_id"],
@@ -205,7 +206,10 @@ class MongoEventStore(EventStore):
     def drop_everything(self) -> None:
         """For tests: drop the store's collections (indexes, counter and all)."""
         for collection in (
-            self._event_collection, self._outbox_collection, self._counter_collection, self._snapshot_collection
+            self._event_collection,
+            self._outbox_collection,
+            self._counter_collection,
+            self._snapshot_collection,
         ):
             collection.drop()
         self._committed.clear()
@@ -228,8 +232,12 @@ class MongoEventStore(EventStore):
             # refuses an expected version beyond the stream's end (a gap),
             # unless this store has seen the stream reach it.
             seen = self._committed.reaches(stream_id, expected_version)
-            if expected_version and not seen and not self._event_collection.find_one(
-                {"stream_id": stream_id, "version": expected_version}, projection={"_id": 1}, session=session
+            if (
+                expected_version
+                and not seen
+                and not self._event_collection.find_one(
+                    {"stream_id": stream_id, "version": expected_version}, projection={"_id": 1}, session=session
+                )
             ):
                 raise ConcurrencyConflict(stream_id, expected_version)
             # Taking positions inside the transaction makes every append write
@@ -246,7 +254,7 @@ class MongoEventStore(EventStore):
             if counter is None:
                 raise RuntimeError("The event store's position counter is missing: construct the store to recreate it")
             first_position = counter["value"] - len(events) + 1
-            recorded_at = datetime.now(timezone.utc)
+            recorded_at = datetime.now(UTC)
             docs = [
                 self._new_document(stream_id, expected_version + i, first_position + i, event, recorded_at)
                 for i, event in enumerate(events)
@@ -280,7 +288,7 @@ class MongoEventStore(EventStore):
     def _new_document(stream_id, previous_version, position, event: NewEvent, recorded_at) -> EventDocument:
         if event.occurred_at.tzinfo is None:
             raise ValueError(f"occurred_at must be timezone-aware (event {event.event_id})")
-        occurred_at = event.occurred_at.astimezone(timezone.utc)
+        occurred_at = event.occurred_at.astimezone(UTC)
         doc = EventDocument(
             position=position,
             event_id=event.event_id,
@@ -356,8 +364,11 @@ class MongoSnapshotStore(SnapshotStore):
 
     def save(self, snapshot):
         doc = SnapshotDocument(
-            stream_id=snapshot.stream_id, version=snapshot.version, schema=snapshot.schema,
-            state=snapshot.state, taken_at=datetime.now(timezone.utc),
+            stream_id=snapshot.stream_id,
+            version=snapshot.version,
+            schema=snapshot.schema,
+            state=snapshot.state,
+            taken_at=datetime.now(UTC),
         )
         doc.validate()
         fields = doc.to_mongo().to_dict()

@@ -4,9 +4,10 @@ One topic for all account events, keyed by account id, so each account's
 events stay in order (partitioning by key). Consumers are members of a group;
 each member sees its share of the partitions and commits how far it got.
 """
+
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from eventstore.store import StoredEvent
 
@@ -66,5 +67,5 @@ class EventTransport(abc.ABC):
         """
         return 0.0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a default: a transport with no connections has nothing to release
         """Release connections."""

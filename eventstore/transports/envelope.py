@@ -1,4 +1,5 @@
 """The JSON envelope every event travels in (documented in the README)."""
+
 import json
 import uuid
 from datetime import datetime

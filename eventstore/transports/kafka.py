@@ -11,11 +11,13 @@ to every client (producer, consumer, admin) that knows it. The settings the
 guarantees above rest on (acks, auto commit, isolation level, ...) cannot be
 overridden.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -86,8 +88,9 @@ class KafkaTransport(EventTransport):
             producer = self._connected_producer()
             timeout = producer.config["delivery_timeout_ms"] / 1000 + SEND_GRACE_SECONDS
             try:
-                futures = [producer.send(self.topic, key=key, value=value)
-                           for key, value in map(envelope.encode, events)]
+                futures = [
+                    producer.send(self.topic, key=key, value=value) for key, value in map(envelope.encode, events)
+                ]
                 producer.flush(timeout=timeout)
                 for future in futures:
                     future.get(timeout=timeout)
@@ -146,7 +149,7 @@ class KafkaTransport(EventTransport):
                 log.warning("closing a failed Kafka producer failed", exc_info=True)
             self._producer = None
 
-    def _config(self, client: type, defaults: dict[str, Any]) -> dict[str, Any]:
+    def _config(self, client: Any, defaults: dict[str, Any]) -> dict[str, Any]:  # a kafka-python client class
         known = client.DEFAULT_CONFIG
         options = {k: v for k, v in self._client_options.items() if k in known}
         return {**defaults, **options, "bootstrap_servers": self.bootstrap_servers}
@@ -258,5 +261,5 @@ def delivery_of(key: bytes | None, value: bytes | None, partition: int, offset: 
     raw = value if value is not None else b""  # None: a tombstone
     try:
         return Delivery(text_key, raw, partition, offset, event=envelope.decode(raw))
-    except Exception as problem:  # whatever is wrong with one message must not stop the ones after it
+    except Exception as problem:  # noqa: BLE001 - whatever is wrong with one message must not stop the ones after it
         return Delivery(text_key, raw, partition, offset, problem=str(problem) or repr(problem))

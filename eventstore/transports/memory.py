@@ -10,13 +10,14 @@ There are no session timeouts: a member is in its group until it closes (a
 static member too, which in Kafka would wait for its session to time out) or
 another subscribes under its member_id.
 """
+
 from __future__ import annotations
 
 import itertools
 import threading
 import time
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 from eventstore.store import StoredEvent
 from eventstore.transports import envelope
@@ -137,7 +138,7 @@ class InMemorySubscription(EventSubscription):
             self._transport._changed.notify_all()
 
     def _take(self, max_records: int) -> list[Delivery]:
-        deliveries = []
+        deliveries: list[Delivery] = []
         for partition in sorted(self.positions):
             log = self._transport._partitions[partition]
             start = self.positions[partition]
@@ -162,5 +163,5 @@ def delivery_of(key: bytes | None, value: bytes, partition: int, offset: int) ->
     text_key = key.decode("utf-8", errors="replace") if key is not None else None
     try:
         return Delivery(text_key, value, partition, offset, event=envelope.decode(value))
-    except Exception as problem:  # whatever is wrong with one message must not stop the ones after it
+    except Exception as problem:  # noqa: BLE001 - whatever is wrong with one message must not stop the ones after it
         return Delivery(text_key, value, partition, offset, problem=str(problem) or repr(problem))

@@ -1,4 +1,5 @@
 """The resource API's read-model rebuilds: start one (it runs in the background), watch its progress."""
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotFound
@@ -31,7 +32,9 @@ class RebuildJobSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["RUNNING", "SUCCEEDED", "FAILED"])
     events_done = serializers.IntegerField(help_text="Events replayed so far, catch-up included.")
     events_total = serializers.IntegerField(help_text="Events in the store (it may grow while the rebuild runs).")
-    accounts = serializers.IntegerField(allow_null=True, help_text="Accounts in the rebuilt read model, once it succeeded.")
+    accounts = serializers.IntegerField(
+        allow_null=True, help_text="Accounts in the rebuilt read model, once it succeeded."
+    )
     requested_by = serializers.CharField()
     started_at = serializers.DateTimeField()
     heartbeat_at = serializers.DateTimeField(
@@ -55,8 +58,12 @@ class RebuildStartApi(APIView):
         responses={
             202: RebuildJobSerializer,
             **ERROR_RESPONSES,
-            409: OpenApiResponse(ErrorSerializer, "A rebuild is already running (rebuild_in_progress), or Idempotency-Key"),
-            503: OpenApiResponse(ErrorSerializer, "The worker's broker cannot be reached (service_unavailable); nothing started"),
+            409: OpenApiResponse(
+                ErrorSerializer, "A rebuild is already running (rebuild_in_progress), or Idempotency-Key"
+            ),
+            503: OpenApiResponse(
+                ErrorSerializer, "The worker's broker cannot be reached (service_unavailable); nothing started"
+            ),
         },
     )
     @idempotent
@@ -73,7 +80,9 @@ class RebuildStartApi(APIView):
                 f"The worker that runs rebuilds cannot be reached ({exc}); nothing was started. Retry shortly."
             ) from None
         return Response(
-            RebuildJobSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers={"Location": _job_url(request, job)}
+            RebuildJobSerializer(job).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": _job_url(request, job)},
         )
 
 

@@ -1,5 +1,8 @@
 """The resource API's query side: list, detail, events and ledger of accounts."""
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+
+from uuid import UUID
+
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -43,8 +46,8 @@ def _paginated(request, view, queryset, serializer_class) -> Response:
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
-def _existing_account_id(account_id: str):
-    account_id = parse_account_id(account_id)
+def _existing_account_id(text: str) -> UUID:
+    account_id = parse_account_id(text)
     if selectors.account_get(account_id=account_id) is None:
         raise AccountNotFound(f"No bank account with id {account_id}")
     return account_id
@@ -99,7 +102,9 @@ class AccountEventsApi(APIView):
     pagination_class = Pagination
 
     @extend_schema(
-        tags=["accounts"], parameters=[PageSerializer], responses={200: StoredEventSerializer(many=True), **ERROR_RESPONSES}
+        tags=["accounts"],
+        parameters=[PageSerializer],
+        responses={200: StoredEventSerializer(many=True), **ERROR_RESPONSES},
     )
     def get(self, request, account_id: str):
         """The account's event stream, straight from the event store, in version order."""
@@ -125,10 +130,12 @@ class AccountTransactionsApi(APIView):
     pagination_class = Pagination
 
     @extend_schema(
-        tags=["accounts"], parameters=[PageSerializer], responses={200: LedgerEntrySerializer(many=True), **ERROR_RESPONSES}
+        tags=["accounts"],
+        parameters=[PageSerializer],
+        responses={200: LedgerEntrySerializer(many=True), **ERROR_RESPONSES},
     )
     def get(self, request, account_id: str):
         """The account's ledger: every movement with the balance after it."""
         _validated_query(request, PageSerializer)
-        account_id = _existing_account_id(account_id)
-        return _paginated(request, self, selectors.ledger_list(account_id=account_id), LedgerEntrySerializer)
+        existing = _existing_account_id(account_id)
+        return _paginated(request, self, selectors.ledger_list(account_id=existing), LedgerEntrySerializer)

@@ -1,4 +1,5 @@
 """The techbank course API's query routes (and restoreReadDb), kept route for route."""
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -10,8 +11,8 @@ from projections import selectors
 from projections.api.rebuilds import RebuildInProgress
 from projections.rebuild import RebuildAlreadyRunning, rebuild_read_model
 from techbank_site import bootstrap
-from techbank_site.api.idempotency import idempotent
 from techbank_site.api.fields import parse_account_id
+from techbank_site.api.idempotency import idempotent
 from techbank_site.api.permissions import REBUILD_READ_MODEL, VIEW_ACCOUNTS, requires
 
 

@@ -5,6 +5,7 @@ the API's side. While an address is throttled, every token it sends is refused
 without being looked up, the right one too: a guesser learns nothing, and the
 wait (Retry-After) is bounded by TECHBANK_FAILED_SIGN_IN_RATE's period.
 """
+
 import logging
 from datetime import timedelta
 
@@ -39,7 +40,7 @@ class FailedSignInThrottle(SimpleRateThrottle):
         self.now = self.timer()
         try:
             history = self.cache.get(self.key, [])
-        except Exception as error:  # the cache (Redis) is down: sign-ins go on, unthrottled, rather than all fail
+        except Exception as error:  # noqa: BLE001 - the cache (Redis) is down: sign-ins go on, unthrottled, rather than all fail
             logger.warning("failed sign-ins cannot be counted: %r", error)
             history = []
         self.history = [moment for moment in history if moment > self.now - self.duration]
@@ -49,7 +50,7 @@ class FailedSignInThrottle(SimpleRateThrottle):
         self.history.insert(0, self.now)
         try:
             self.cache.set(self.key, self.history, self.duration)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - the cache is down: as above
             logger.warning("a failed sign-in cannot be counted: %r", error)
 
 

@@ -3,6 +3,7 @@
 Resource API: {"code", "message"} plus "fields" for validation errors.
 techbank API (/api/v1/): {"message"}, as its clients expect.
 """
+
 import logging
 from dataclasses import dataclass, field
 
@@ -138,7 +139,7 @@ def resource_exception_handler(exc, context):
     error = describe(exc, may_view_accounts=_may_view_accounts(exc, context))
     if error is None:
         return None
-    body = {"code": error.code, "message": error.message}
+    body: dict[str, object] = {"code": error.code, "message": error.message}
     if error.status == 400 and error.fields:
         body["fields"] = error.fields
     return Response(body, status=error.status, headers=_headers(exc))

@@ -1,4 +1,5 @@
 """Serializer pieces shared by both APIs."""
+
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -20,7 +21,7 @@ from accounts.domain.money import positive_money, to_money
 class MoneyField(serializers.Field):
     """Accepts a JSON number or a decimal string; the domain's money rules decide."""
 
-    default_error_messages = {"type": "must be a number or a decimal string such as \"125.00\""}
+    default_error_messages = {"type": 'must be a number or a decimal string such as "125.00"'}
 
     def __init__(self, *, positive: bool = True, allow_negative: bool = False, **kwargs):
         self.positive = positive

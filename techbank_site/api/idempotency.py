@@ -10,6 +10,7 @@ The same key with a different request is refused: 409 idempotency_key_reuse.
 Answers that say "retry" (a lost race, a key still in use, a 5xx) are not
 kept: the key is freed, so a retry with it runs the request.
 """
+
 import contextlib
 import functools
 import hashlib
@@ -164,6 +165,7 @@ def _lease_renewed(record: IdempotencyRecord):
 
 def _holding_the_key(request, key: str, fingerprint: str) -> IdempotencyRecord | Response:
     """Claims the key for this request, or answers it: the first answer again, or a 409."""
+    record: IdempotencyRecord | None
     while True:
         record, claimed = _claim(request.user, key, fingerprint)
         if claimed:
@@ -199,7 +201,7 @@ def idempotent(view_method):
                 try:
                     response = view_method(self, request, *args, **kwargs)
                     transient = False
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - handle_exception answers or re-raises it
                     response = self.handle_exception(exc)  # the documented error answer; re-raised if a bug
                     transient = isinstance(exc, TRANSIENT_ERRORS)
         except BaseException:

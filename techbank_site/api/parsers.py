@@ -1,4 +1,5 @@
 """JSON in, with numbers kept exact: money never passes through a float."""
+
 import codecs
 import json
 from collections import Counter

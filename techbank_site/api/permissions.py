@@ -5,6 +5,7 @@ its own permission on `accounts.AccountCommandPermissions`. Staff get them
 through groups (README, "Access"). Anonymous requests stay 401: IsAuthenticated
 comes first, and token authentication answers it with WWW-Authenticate.
 """
+
 from rest_framework.permissions import BasePermission, IsAuthenticated
 
 VIEW_ACCOUNTS = "projections.view_accountsummary"

@@ -1,4 +1,5 @@
 """JSON out, whatever a client sent in."""
+
 from rest_framework.renderers import JSONRenderer
 
 

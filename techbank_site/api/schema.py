@@ -1,4 +1,5 @@
 """Serializers both apps' resource views share: the account's shape and the error shape."""
+
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer
 from rest_framework import serializers
 

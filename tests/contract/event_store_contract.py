@@ -3,9 +3,10 @@
 A subclass provides one fixture, `store`, giving an empty store, and
 `run_in_thread`, for backends whose connections are per thread.
 """
+
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -17,7 +18,7 @@ def new_event(event_type="FundsDeposited", **data) -> NewEvent:
         event_id=uuid.uuid4(),
         event_type=event_type,
         data=data or {"amount": "10.00"},
-        occurred_at=datetime(2026, 11, 26, 9, 30, 15, 123456, tzinfo=timezone.utc),
+        occurred_at=datetime(2026, 11, 26, 9, 30, 15, 123456, tzinfo=UTC),
         metadata={"issued_by": "teller", "correlation_id": str(uuid.uuid4())},
     )
 
@@ -131,7 +132,7 @@ class EventStoreContract:
     def test_read_all_gives_each_event_exactly_as_its_stream_does(self, store):
         a, b = stream(), stream()
         store.append(a, 0, [new_event("AccountOpened", holder="Zoë Ñandú", opening_balance="0.10")])
-        store.append(b, 0, [new_event(), NewEvent(uuid.uuid4(), "AccountClosed", {}, datetime.now(timezone.utc))])
+        store.append(b, 0, [new_event(), NewEvent(uuid.uuid4(), "AccountClosed", {}, datetime.now(UTC))])
         store.append(a, 1, [new_event(amount="12.34")])
         assert list(store.read_all(batch_size=2)) == sorted(
             store.load_stream(a) + store.load_stream(b), key=lambda e: e.position
@@ -214,7 +215,13 @@ class EventStoreContract:
         """Events are appended, read and published; nothing else. (The outbox's
         mark_published takes an event off the list to publish, not out of the store.)"""
         assert EventStore.__abstractmethods__ == {
-            "append", "load_stream", "stream_version", "read_all", "count_events", "unpublished", "mark_published"
+            "append",
+            "load_stream",
+            "stream_version",
+            "read_all",
+            "count_events",
+            "unpublished",
+            "mark_published",
         }
         assert isinstance(store, EventStore)
         account = stream()

@@ -10,12 +10,13 @@ WAIT_SECONDS, so a broken transport fails the test instead of hanging it.
 Every subscription is closed at the end of its test, whether or not the test
 closed it already: closing twice must be harmless.
 """
+
 import json
 import threading
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -41,7 +42,7 @@ def make_event(account_id: str, version: int = 1, event_type: str = "FundsDeposi
         version=version,
         event_type=event_type,
         data=data or {"amount": "10.00"},
-        occurred_at=datetime(2026, 11, 26, 9, 30, 15, 123456, tzinfo=timezone.utc),
+        occurred_at=datetime(2026, 11, 26, 9, 30, 15, 123456, tzinfo=UTC),
         metadata={"issued_by": "teller", "correlation_id": str(uuid.uuid4())},
     )
 
@@ -90,7 +91,7 @@ class BackgroundMember(threading.Thread):
                     self.subscription.commit()
                 except TransportUnavailable:  # e.g. during a rebalance: those messages come again
                     self.failed_commits += 1
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - raised again by the test's thread
             self.error = error
 
     def deliveries(self) -> list[Delivery]:
@@ -133,7 +134,10 @@ class EventTransportContract:
     def test_sent_events_arrive_once_each_with_their_envelope_fields_intact(self, transport, subscribe):
         paris = timezone(timedelta(hours=1))
         opened = StoredEvent(
-            event_id=uuid.uuid4(), stream_id=account(), version=1, event_type="AccountOpened",
+            event_id=uuid.uuid4(),
+            stream_id=account(),
+            version=1,
+            event_type="AccountOpened",
             data={"holder": "Zoë Ñandú", "opening_balance": "1234.50"},
             occurred_at=datetime(2026, 11, 26, 10, 30, 15, 654321, tzinfo=paris),
             metadata={"issued_by": "teller-7", "correlation_id": str(uuid.uuid4())},
@@ -213,17 +217,17 @@ class EventTransportContract:
             for member in members:
                 member.stop()
 
-        seen = [[d for d in member.deliveries() if d.event is not None and d.event.event_id in expected]
-                for member in members]
+        seen = [
+            [d for d in member.deliveries() if d.event is not None and d.event.event_id in expected]
+            for member in members
+        ]
         assert Counter(event_ids(seen[0] + seen[1])) == Counter(expected), (
             f"each event exactly once (failed commits: {[m.failed_commits for m in members]})"
         )
         assert seen[0] and seen[1], "both members got a share"
         assert not {d.partition for d in seen[0]} & {d.partition for d in seen[1]}, "no partition read by both"
 
-    def test_a_member_that_closes_without_committing_leaves_its_messages_to_the_next_member(
-        self, transport, subscribe
-    ):
+    def test_a_member_that_closes_without_committing_leaves_its_messages_to_the_next_member(self, transport, subscribe):
         group_id = group("redelivery")
         events = [make_event(a, v) for a in (account(), account()) for v in range(1, 6)]
         transport.send(events)
@@ -277,9 +281,7 @@ class EventTransportContract:
 
         assert sorted(event_ids(receive(member, 4, quiet_seconds=self.quiet_seconds))) == sorted(ids_of(events))
 
-    def test_a_member_that_comes_back_under_its_member_id_resumes_from_the_last_commit(
-        self, transport, subscribe
-    ):
+    def test_a_member_that_comes_back_under_its_member_id_resumes_from_the_last_commit(self, transport, subscribe):
         # A crash: the first instance never closes. Its replacement, with the same member_id
         # (static membership), takes its place at once, without waiting for it to time out,
         # and the old instance, should it still be running, can no longer commit.

@@ -3,6 +3,7 @@
 A subclass provides one fixture, `snapshots`, giving an empty snapshot store,
 and `release_thread_resources`, for backends whose connections are per thread.
 """
+
 import threading
 import uuid
 

@@ -9,6 +9,7 @@ if the machine died at that instant. Without the header the app is unchanged.
 Only tests/e2e/test_faults.py serves this module (`gunicorn tests.e2e.crashing_wsgi`);
 the product has no such hook.
 """
+
 import os
 import signal
 import threading

@@ -13,6 +13,7 @@ which kombu's Redis transport imports, once killed the Celery worker at start
 on every clean install and in the Docker image. Here only the product's files
 are installed. pip uses its cache, so this takes about a minute after the first run.
 """
+
 import os
 import re
 import shutil
@@ -27,7 +28,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.e2e.test_full_stack import (  # noqa: F401 (fixtures)
-    ROOT, app_process, logs, mysql_server, projected_versions, running_stack,
+    ROOT,
+    app_process,
+    logs,
+    mysql_server,
+    projected_versions,
+    running_stack,
 )
 from tests.servers.kafka import kafka_broker  # noqa: F401 (fixture)
 from tests.servers.mongo import running_mongo_server_with_user
@@ -66,9 +72,12 @@ def _clean_environ(venv: Path) -> dict[str, str]:
 
 
 def _run(command: list, env: dict, what: str) -> str:
-    result = subprocess.run([str(part) for part in command], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=INSTALL_SECONDS)
-    assert result.returncode == 0, f"{what} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    result = subprocess.run(
+        [str(part) for part in command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=INSTALL_SECONDS
+    )
+    assert result.returncode == 0, (
+        f"{what} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return result.stdout
 
 
@@ -77,8 +86,11 @@ def clean_venv(tmp_path_factory):
     """A virtualenv made by the README's steps: `make install`, then scripts/install-mysqlclient.sh."""
     if not shutil.which("make"):
         unavailable("make is not installed")
-    has_headers = any(subprocess.run(["pkg-config", "--exists", name]).returncode == 0
-                      for name in ("mysqlclient", "libmariadb")) if shutil.which("pkg-config") else False
+    has_headers = (
+        any(subprocess.run(["pkg-config", "--exists", name]).returncode == 0 for name in ("mysqlclient", "libmariadb"))
+        if shutil.which("pkg-config")
+        else False
+    )
     if not has_headers:
         unavailable("no MySQL/MariaDB client headers to build mysqlclient with: run scripts/install-mysqlclient.sh")
     venv = tmp_path_factory.mktemp("clean-install") / "venv"
@@ -135,10 +147,15 @@ def test_a_clean_install_is_exactly_the_pinned_set_and_consistent(clean_venv):
     python = clean_venv / "bin" / "python"
     env = _clean_environ(clean_venv)
     _run([python, "-m", "pip", "check"], env, "pip check")
-    frozen = _run([python, "-m", "pip", "freeze", "--all", "--exclude", "pip", "--exclude", "setuptools",
-                   "--exclude", "wheel"], env, "pip freeze")
-    installed = {_canonical(name): version for name, version in
-                 (line.split("==", 1) for line in frozen.splitlines() if "==" in line)}
+    frozen = _run(
+        [python, "-m", "pip", "freeze", "--all", "--exclude", "pip", "--exclude", "setuptools", "--exclude", "wheel"],
+        env,
+        "pip freeze",
+    )
+    installed = {
+        _canonical(name): version
+        for name, version in (line.split("==", 1) for line in frozen.splitlines() if "==" in line)
+    }
     assert installed == _pins("requirements.txt", "requirements-mysql.txt"), (
         "the clean install differs from the pins: run make lock"
     )
@@ -149,8 +166,10 @@ def _wait_until(condition, seconds: float, *, alive: list, stack, what: str) -> 
     while time.monotonic() < deadline:
         for process in alive:
             if process.poll() is not None:
-                pytest.fail(f"{' '.join(map(str, process.args[:5]))} exited ({process.returncode}) "
-                            f"while waiting for {what}\n{logs(stack)}")
+                pytest.fail(
+                    f"{' '.join(map(str, process.args[:5]))} exited ({process.returncode}) "
+                    f"while waiting for {what}\n{logs(stack)}"
+                )
         if condition():
             return
         time.sleep(0.5)
@@ -163,27 +182,49 @@ def _stopped_by_sigterm(process: subprocess.Popen) -> int:
 
 
 def test_from_a_clean_install_the_web_app_the_worker_the_relay_and_the_consumer_sign_in_start_and_project(
-    clean_venv, tmp_path, mongo_with_user, kafka_broker, mysql_as_app_user, redis_with_password  # noqa: F811
+    clean_venv,
+    tmp_path,
+    mongo_with_user,
+    kafka_broker,  # noqa: F811 (fixture)
+    mysql_as_app_user,
+    redis_with_password,
 ):
     bin_dir = clean_venv / "bin"
     python = str(bin_dir / "python")
     kafka_sasl = {  # as docker-compose.yml sets them (noida-db answers SASL/PLAIN, whatever the password)
-        "TECHBANK_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "TECHBANK_KAFKA_SASL_MECHANISM": "PLAIN",
-        "TECHBANK_KAFKA_USERNAME": APP_USER, "TECHBANK_KAFKA_PASSWORD": PASSWORD,
+        "TECHBANK_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "TECHBANK_KAFKA_SASL_MECHANISM": "PLAIN",
+        "TECHBANK_KAFKA_USERNAME": APP_USER,
+        "TECHBANK_KAFKA_PASSWORD": PASSWORD,
     }
     with running_stack(
-        tmp_path, mongo_server=mongo_with_user, kafka_bootstrap=kafka_broker, mysql_server=mysql_as_app_user,
-        redis_url=redis_with_password, python=python, launcher=lambda tool: [str(bin_dir / tool)],
-        environ=_clean_environ(clean_venv), mongo_database=MONGO_DATABASE, settings=kafka_sasl,
+        tmp_path,
+        mongo_server=mongo_with_user,
+        kafka_bootstrap=kafka_broker,
+        mysql_server=mysql_as_app_user,
+        redis_url=redis_with_password,
+        python=python,
+        launcher=lambda tool: [str(bin_dir / tool)],
+        environ=_clean_environ(clean_venv),
+        mongo_database=MONGO_DATABASE,
+        settings=kafka_sasl,
     ) as stack:
         http, worker = stack["http"], stack["worker"]
 
         # The web app (gunicorn) answers, and `celery -A techbank_site worker -B` projects the command.
-        status, account = http("POST", "/api/accounts/", {"holder": "Clean Install", "account_type": "SAVINGS",
-                                                          "opening_balance": "100.00"})
+        status, account = http(
+            "POST",
+            "/api/accounts/",
+            {"holder": "Clean Install", "account_type": "SAVINGS", "opening_balance": "100.00"},
+        )
         assert status == 201, account
-        _wait_until(lambda: projected_versions(stack) == {account["id"]: 1}, CATCH_UP_SECONDS,
-                    alive=[stack["web"], worker], stack=stack, what="the worker to project the opened account")
+        _wait_until(
+            lambda: projected_versions(stack) == {account["id"]: 1},
+            CATCH_UP_SECONDS,
+            alive=[stack["web"], worker],
+            stack=stack,
+            what="the worker to project the opened account",
+        )
         assert _stopped_by_sigterm(worker) == 0, logs(stack)
 
         # With the worker gone, the relay and the consumer on their own, as under another supervisor.
@@ -191,12 +232,19 @@ def test_from_a_clean_install_the_web_app_the_worker_the_relay_and_the_consumer_
         manage = [python, str(ROOT / "manage.py")]
         relay_command = [*manage, "relay_outbox", "--follow"]
         consumer_command = [*manage, "run_projection_consumer", "--group", f"clean-{uuid.uuid4().hex[:8]}"]
-        with app_process(relay_command, stack["env"], tmp_path / "relay.log") as relay, \
-                app_process(consumer_command, stack["env"], tmp_path / "consumer.log") as consumer:
+        with (
+            app_process(relay_command, stack["env"], tmp_path / "relay.log") as relay,
+            app_process(consumer_command, stack["env"], tmp_path / "consumer.log") as consumer,
+        ):
             status, body = http("POST", f"/api/accounts/{account['id']}/deposits", {"amount": "25.50"})
             assert status == 200, body
-            _wait_until(lambda: projected_versions(stack) == {account["id"]: 2}, CATCH_UP_SECONDS,
-                        alive=[relay, consumer], stack=stack, what="relay_outbox and run_projection_consumer to project the deposit")
+            _wait_until(
+                lambda: projected_versions(stack) == {account["id"]: 2},
+                CATCH_UP_SECONDS,
+                alive=[relay, consumer],
+                stack=stack,
+                what="relay_outbox and run_projection_consumer to project the deposit",
+            )
             assert http("GET", f"/api/accounts/{account['id']}/")[1]["balance"] == "125.50"
             assert _stopped_by_sigterm(relay) == 0, logs(stack)
             assert _stopped_by_sigterm(consumer) == 0, logs(stack)

@@ -10,6 +10,7 @@ No Docker engine is needed or used:
   test suite runs against: the production backends (MySQL, MongoDB, Kafka), the
   settings' defaults and the environment variables that settings.py reads.
 """
+
 import os
 import re
 import shutil
@@ -19,8 +20,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import dj_database_url
 import pytest
-from tests.servers.processes import unavailable
 import yaml
+
+from tests.servers.processes import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -37,8 +39,6 @@ VALIDATOR_TIMEOUT_SECONDS = 120
 
 
 # --- helpers -------------------------------------------------------------------------
-
-
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +116,22 @@ def _hermetic_env(**extra: str) -> dict[str, str]:
 def _run_config(command: list[str], env_file: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
     # An empty --env-file, so that a developer's own .env changes nothing here.
     return subprocess.run(
-        [*command, "--env-file", str(env_file), "--project-directory", str(ROOT),
-         "-f", str(COMPOSE_FILE), "config", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=VALIDATOR_TIMEOUT_SECONDS,
+        [
+            *command,
+            "--env-file",
+            str(env_file),
+            "--project-directory",
+            str(ROOT),
+            "-f",
+            str(COMPOSE_FILE),
+            "config",
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=VALIDATOR_TIMEOUT_SECONDS,
     )
 
 
@@ -173,9 +186,7 @@ def test_compose_config_is_valid(compose_commands, empty_env_file):
             assert (database["USER"], database["PASSWORD"]) == (mysql_env["MYSQL_USER"], mysql_env["MYSQL_PASSWORD"])
 
 
-def test_every_server_asks_for_a_password_and_the_app_signs_in_with_the_one_from_env(
-    compose_commands, empty_env_file
-):
+def test_every_server_asks_for_a_password_and_the_app_signs_in_with_the_one_from_env(compose_commands, empty_env_file):
     secrets = _test_secrets()
     for command in compose_commands:
         full = _run_config(command, empty_env_file, _hermetic_env(**secrets))
@@ -230,12 +241,22 @@ def test_compose_refuses_a_stack_without_each_secret(compose_commands, empty_env
 
 
 def test_env_example_lists_the_secret_key_and_a_password_for_every_server():
-    assert {"TECHBANK_SECRET_KEY", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD", "MONGO_PASSWORD", "MONGO_ROOT_PASSWORD",
-            "KAFKA_PASSWORD", "KAFKA_ADMIN_PASSWORD", "REDIS_PASSWORD"} <= set(_required_secrets())
+    assert {
+        "TECHBANK_SECRET_KEY",
+        "MYSQL_PASSWORD",
+        "MYSQL_ROOT_PASSWORD",
+        "MONGO_PASSWORD",
+        "MONGO_ROOT_PASSWORD",
+        "KAFKA_PASSWORD",
+        "KAFKA_ADMIN_PASSWORD",
+        "REDIS_PASSWORD",
+    } <= set(_required_secrets())
     made = subprocess.run([str(ROOT / "scripts" / "make-env.sh")], capture_output=True, text=True, timeout=30)
     values = dict(re.findall(r"(?m)^([A-Z][A-Z0-9_]*)=(.*)$", made.stdout))
     for name in _required_secrets():
-        assert re.fullmatch(r"[A-Za-z0-9]{50}", values[name]), f"make-env.sh made no letters-and-digits secret for {name}"
+        assert re.fullmatch(r"[A-Za-z0-9]{50}", values[name]), (
+            f"make-env.sh made no letters-and-digits secret for {name}"
+        )
 
 
 # --- the compose file, read as data --------------------------------------------------
@@ -316,8 +337,11 @@ def test_kafka_is_apache_kafka_in_kraft_mode(services):
     listeners = set(env["KAFKA_LISTENERS"].split(","))
     assert {"CLIENT://:9092", "CONTROLLER://:9093"} <= listeners
     assert env["KAFKA_ADVERTISED_LISTENERS"] == "CLIENT://kafka:9092"
-    for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
-                "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"):
+    for key in (
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+    ):
         assert env[key] == "1", f"{key}: a single node cannot hold more replicas"
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false", "the app creates its topic (3 partitions)"
     assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
@@ -373,7 +397,7 @@ def test_apps_wait_for_healthy_servers(services):
 def test_service_healthy_only_on_services_with_a_healthcheck(services):
     for name, service in services.items():
         depends_on = service.get("depends_on") or {}
-        for target, rule in (depends_on.items() if isinstance(depends_on, dict) else []):
+        for target, rule in depends_on.items() if isinstance(depends_on, dict) else []:
             assert target in services, f"{name} depends on {target}, which is not a service"
             if rule.get("condition") == "service_healthy":
                 assert services[target].get("healthcheck"), f"{name} waits for {target}, which has no healthcheck"
@@ -428,7 +452,7 @@ def test_dockerfile_builds_in_stages_and_runs_unprivileged():
     assert len(froms) >= 2, "a builder stage and a runtime stage"
     base = re.search(r"ARG PYTHON_IMAGE=(\S+)", DOCKERFILE.read_text())[1]
     assert base.startswith("python:3.11-slim")
-    final_stage = instructions[max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM"):]
+    final_stage = instructions[max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM") :]
     users = [argument for keyword, argument in final_stage if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in {"root", "0"}
 
@@ -457,8 +481,17 @@ def test_dockerfile_environment_is_read_by_settings(settings_text):
 
 def test_dockerignore_keeps_local_state_and_secrets_out():
     patterns = {line.strip() for line in DOCKERIGNORE.read_text().splitlines()}
-    for required in (".git", ".venv", "node_modules", ".env", ".secret_key", "db.sqlite3*", ".test-db*",
-                     "**/__pycache__", "staticfiles"):
+    for required in (
+        ".git",
+        ".venv",
+        "node_modules",
+        ".env",
+        ".secret_key",
+        "db.sqlite3*",
+        ".test-db*",
+        "**/__pycache__",
+        "staticfiles",
+    ):
         assert required in patterns, f".dockerignore does not exclude {required}"
     # Never exclude what the image runs.
     for needed in ("manage.py", "techbank_site", "accounts", "eventstore", "projections", "requirements.txt"):

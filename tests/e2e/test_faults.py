@@ -11,6 +11,7 @@ topic (duplicates there are allowed: publication is at least once).
 The Kafka broker down for a while is tests/e2e/test_full_stack.py's
 test_with_kafka_down_commands_succeed_and_reach_the_read_model_once_it_is_back.
 """
+
 import http.client
 import json
 import os
@@ -23,10 +24,10 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from pymongo import MongoClient
@@ -72,8 +73,15 @@ class Client:
     def __init__(self, base: str, token: str):
         self.base, self.token = base, token
 
-    def __call__(self, method: str, path: str, body: dict | None = None, *, headers: dict | None = None,
-                 timeout: float = HTTP_TIMEOUT_SECONDS) -> tuple[int, dict | None, dict]:
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        *,
+        headers: dict | None = None,
+        timeout: float = HTTP_TIMEOUT_SECONDS,
+    ) -> tuple[int, dict | None, dict]:
         request = urllib.request.Request(
             self.base + path,
             method=method,
@@ -102,8 +110,12 @@ def read_database(database_url: str):
 
     config = parse(database_url)
     connection = MySQLdb.connect(
-        host=config["HOST"], port=int(config["PORT"] or 3306), user=config["USER"], passwd=config["PASSWORD"] or "",
-        db=config["NAME"], connect_timeout=3,
+        host=config["HOST"],
+        port=int(config["PORT"] or 3306),
+        user=config["USER"],
+        passwd=config["PASSWORD"] or "",
+        db=config["NAME"],
+        connect_timeout=3,
     )
     connection.autocommit(True)
     return connection
@@ -112,8 +124,16 @@ def read_database(database_url: str):
 class FaultStack:
     """One stack whose web and worker processes a test can kill and start again."""
 
-    def __init__(self, tmp: Path, *, mongo_server: str, kafka_bootstrap: str, database_url: str, redis_url: str,
-                 wsgi: str = "techbank_site.wsgi"):
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        mongo_server: str,  # noqa: F811 (fixture)
+        kafka_bootstrap: str,
+        database_url: str,
+        redis_url: str,  # noqa: F811 (fixture)
+        wsgi: str = "techbank_site.wsgi",
+    ):
         self.tmp, self.wsgi, self.kafka, self.database_url = tmp, wsgi, kafka_bootstrap, database_url
         mongo_database = f"techbank_faults_{uuid.uuid4().hex[:8]}"
         self.topic = f"techbank.faults.{uuid.uuid4().hex[:8]}"
@@ -139,16 +159,22 @@ class FaultStack:
 
     def prepare(self) -> None:
         started = time.monotonic()
-        made = manage(self.env, "shell", "-v0", "-c", (
-            "from django.contrib.auth import get_user_model\n"
-            "from django.contrib.auth.models import Group\n"
-            "from django.core.management import call_command\n"
-            "from rest_framework.authtoken.models import Token\n"
-            "call_command('migrate', interactive=False, verbosity=0)\n"
-            "user = get_user_model().objects.create_user('faults-teller')\n"
-            "user.groups.add(Group.objects.get(name='Account manager'))  # made by the migrations\n"
-            "print(Token.objects.create(user=user).key)"
-        ))
+        made = manage(
+            self.env,
+            "shell",
+            "-v0",
+            "-c",
+            (
+                "from django.contrib.auth import get_user_model\n"
+                "from django.contrib.auth.models import Group\n"
+                "from django.core.management import call_command\n"
+                "from rest_framework.authtoken.models import Token\n"
+                "call_command('migrate', interactive=False, verbosity=0)\n"
+                "user = get_user_model().objects.create_user('faults-teller')\n"
+                "user.groups.add(Group.objects.get(name='Account manager'))  # made by the migrations\n"
+                "print(Token.objects.create(user=user).key)"
+            ),
+        )
         assert made.returncode == 0, made.stderr
         self.token = made.stdout.strip().splitlines()[-1]
         print(f"database migrated, user made in {time.monotonic() - started:.1f} s")
@@ -169,8 +195,21 @@ class FaultStack:
     def start_worker(self) -> None:
         self.worker_starts += 1
         self.worker = self._spawn(
-            [PYTHON, "-m", "celery", "-A", "techbank_site", "worker", "-B", "--concurrency", "2", "--loglevel", "INFO",
-             "--schedule", str(self.tmp / f"beat-schedule-{self.worker_starts}")],
+            [
+                PYTHON,
+                "-m",
+                "celery",
+                "-A",
+                "techbank_site",
+                "worker",
+                "-B",
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(self.tmp / f"beat-schedule-{self.worker_starts}"),
+            ],
             f"worker-{self.worker_starts}.log",
         )
 
@@ -195,8 +234,11 @@ class FaultStack:
         self.mongo.client.close()
         self._forget_queue()
         # Every process this stack started is gone, children (gunicorn workers, Celery's pool and beat) included.
-        wait_until(lambda: not self.leftover_processes(), 10,
-                   lambda: f"processes outlived their stack: {self.leftover_processes()}")
+        wait_until(
+            lambda: not self.leftover_processes(),
+            10,
+            lambda: f"processes outlived their stack: {self.leftover_processes()}",
+        )
 
     def leftover_processes(self) -> list[int]:
         """Live processes with this stack's environment (its topic is unique), whatever their group."""
@@ -218,8 +260,12 @@ class FaultStack:
         queue = self.env["TECHBANK_CELERY_QUEUE"]
         client = redis.Redis.from_url(self.env["CELERY_BROKER_URL"], socket_connect_timeout=2)
         try:
-            client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}",
-                          f"techbank:relay-outbox:{self.topic}")
+            client.delete(
+                queue,
+                f"_kombu.binding.{queue}",
+                f"_kombu.binding_permanent.{queue}",
+                f"techbank:relay-outbox:{self.topic}",
+            )
             # Messages a killed worker had taken but not acknowledged: kombu would put them back in the
             # queue an hour later (its visibility timeout), for nobody. Each is [message, exchange, queue].
             for tag, entry in client.hscan_iter("unacked"):
@@ -244,7 +290,9 @@ class FaultStack:
         return "".join(p.read_text(errors="replace") for p in sorted(self.tmp.glob("worker-*.log")))
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.tmp.glob("*.log")))
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.tmp.glob("*.log"))
+        )
 
     # -- what each store holds --
 
@@ -266,8 +314,10 @@ class FaultStack:
         connection = read_database(self.database_url)
         try:
             cursor = connection.cursor()
-            cursor.execute("SELECT id, holder, account_type, balance, status, version, opened_at, closed_at"
-                           " FROM projections_accountsummary ORDER BY id")
+            cursor.execute(
+                "SELECT id, holder, account_type, balance, status, version, opened_at, closed_at"
+                " FROM projections_accountsummary ORDER BY id"
+            )
             return {str(uuid.UUID(row[0])): row for row in cursor.fetchall()}
         finally:
             connection.close()
@@ -277,18 +327,24 @@ class FaultStack:
         connection = read_database(self.database_url)
         try:
             cursor = connection.cursor()
-            cursor.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND ID <> CONNECTION_ID()")
+            cursor.execute(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND ID <> CONNECTION_ID()"
+            )
             return cursor.fetchone()[0]
         finally:
             connection.close()
 
     def ledger(self) -> list[tuple]:
-        """Every ledger row but its surrogate key: (account, version, event_id, kind, amount, balance_after, occurred_at)."""
+        """Every ledger row but its surrogate key.
+
+        (account, version, event_id, kind, amount, balance_after, occurred_at)"""
         connection = read_database(self.database_url)
         try:
             cursor = connection.cursor()
-            cursor.execute("SELECT account_id, version, event_id, kind, amount, balance_after, occurred_at"
-                           " FROM projections_ledgerentry ORDER BY account_id, version, id")
+            cursor.execute(
+                "SELECT account_id, version, event_id, kind, amount, balance_after, occurred_at"
+                " FROM projections_ledgerentry ORDER BY account_id, version, id"
+            )
             return [(str(uuid.UUID(row[0])), row[1], uuid.UUID(row[2]), *row[3:]) for row in cursor.fetchall()]
         finally:
             connection.close()
@@ -299,7 +355,9 @@ class FaultStack:
 
         consumer = KafkaConsumer(bootstrap_servers=self.kafka, group_id=None, enable_auto_commit=False)
         try:
-            partitions = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or ())]
+            partitions = [
+                TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or ())
+            ]
             assert partitions, f"topic {self.topic} does not exist"
             consumer.assign(partitions)
             consumer.seek_to_beginning(*partitions)
@@ -341,8 +399,13 @@ def shared_read_database():
         from dj_database_url import parse
 
         server = parse(MYSQL_URL)
-        connection = MySQLdb.connect(host=server["HOST"], port=int(server["PORT"] or 3306), user=server["USER"],
-                                     passwd=server["PASSWORD"] or "", connect_timeout=3)
+        connection = MySQLdb.connect(
+            host=server["HOST"],
+            port=int(server["PORT"] or 3306),
+            user=server["USER"],
+            passwd=server["PASSWORD"] or "",
+            connect_timeout=3,
+        )
     except Exception as error:  # noqa: BLE001 - reported in the skip/fail reason
         unavailable(f"MariaDB/MySQL not reachable at {MYSQL_URL}: {error}")
     name = f"techbank_faults_{uuid.uuid4().hex[:10]}"
@@ -356,18 +419,28 @@ def shared_read_database():
 
 @pytest.fixture
 def servers(mongo_server, kafka_broker, redis_url, shared_read_database):  # noqa: F811
-    return {"mongo_server": mongo_server, "kafka_bootstrap": kafka_broker, "redis_url": redis_url,
-            "database_url": shared_read_database}
+    return {
+        "mongo_server": mongo_server,
+        "kafka_bootstrap": kafka_broker,
+        "redis_url": redis_url,
+        "database_url": shared_read_database,
+    }
 
 
 # -- what every test ends with ---------------------------------------------------
 
 
 def issue_commands(client: Client, *, accounts: int, deposits_each: int) -> dict[str, int]:
-    """Open `accounts` accounts and deposit into each `deposits_each` times, 8 requests at a time; versions by account."""
+    """Open `accounts` accounts and deposit into each `deposits_each` times, 8 requests at a time.
+
+    Returns the versions by account."""
+
     def open_account(n: int) -> str:
-        status, body, _ = client("POST", "/api/accounts/", {
-            "holder": f"Faulty holder {n}", "account_type": "SAVINGS", "opening_balance": "100.00"})
+        status, body, _ = client(
+            "POST",
+            "/api/accounts/",
+            {"holder": f"Faulty holder {n}", "account_type": "SAVINGS", "opening_balance": "100.00"},
+        )
         assert status == 201, body
         return body["id"]
 
@@ -380,7 +453,7 @@ def issue_commands(client: Client, *, accounts: int, deposits_each: int) -> dict
         ids = list(pool.map(open_account, range(accounts)))
         list(pool.map(deposit, [account_id for account_id in ids for _ in range(deposits_each)]))
     print(f"{accounts * (1 + deposits_each)} commands in {time.monotonic() - started:.1f} s")
-    return {account_id: 1 + deposits_each for account_id in ids}
+    return dict.fromkeys(ids, 1 + deposits_each)
 
 
 def assert_nothing_lost_or_doubled(stack: FaultStack) -> dict:
@@ -390,8 +463,11 @@ def assert_nothing_lost_or_doubled(stack: FaultStack) -> dict:
     for account, versions in stored.items():
         assert sorted(versions) == list(range(1, len(versions) + 1)), f"the store itself has a gap: {account}"
     expected_versions = {account: len(versions) for account, versions in stored.items()}
-    wait_until(lambda: stack.projected_versions() == expected_versions, CATCH_UP_SECONDS,
-               lambda: f"the read model did not catch up: {stack.projected_versions()} != {expected_versions}\n{stack.logs()}")
+    wait_until(
+        lambda: stack.projected_versions() == expected_versions,
+        CATCH_UP_SECONDS,
+        lambda: f"the read model did not catch up: {stack.projected_versions()} != {expected_versions}\n{stack.logs()}",
+    )
     caught_up = time.monotonic()
 
     # No stored event is missing from the topic; some may be there twice (at least once).
@@ -413,12 +489,17 @@ def assert_nothing_lost_or_doubled(stack: FaultStack) -> dict:
     summaries, ledger = stack.summaries(), stack.ledger()
     rebuilt = manage(stack.env, "rebuild_read_model", "--no-progress")
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert f"replayed {sum(expected_versions.values())} events into {len(stored)} accounts" in rebuilt.stdout, rebuilt.stdout
+    assert f"replayed {sum(expected_versions.values())} events into {len(stored)} accounts" in rebuilt.stdout, (
+        rebuilt.stdout
+    )
     assert stack.summaries() == summaries
     assert stack.ledger() == ledger
     print(f"caught up in {caught_up - started:.1f} s, checked in {time.monotonic() - caught_up:.1f} s")
-    return {"stored": sum(expected_versions.values()), "on_topic": len(on_topic),
-            "duplicates_on_topic": len(on_topic) - sum(expected_versions.values())}
+    return {
+        "stored": sum(expected_versions.values()),
+        "on_topic": len(on_topic),
+        "duplicates_on_topic": len(on_topic) - sum(expected_versions.values()),
+    }
 
 
 # -- 1. the web process dies right after storing ---------------------------------
@@ -443,7 +524,9 @@ def test_a_web_process_killed_right_after_storing_loses_nothing_and_the_retry_ha
     crash = {"X-Test-Crash-After-Store": "1"}
     with fault_stack(tmp_path, wsgi="tests.e2e.crashing_wsgi", **servers) as stack:
         client = stack.client
-        status, account, _ = client("POST", "/api/accounts/", {"holder": "Ada", "account_type": "SAVINGS", "opening_balance": "100.00"})
+        status, account, _ = client(
+            "POST", "/api/accounts/", {"holder": "Ada", "account_type": "SAVINGS", "opening_balance": "100.00"}
+        )
         assert status == 201, account
         deposits = f"/api/accounts/{account['id']}/deposits"
         deposit_key = {"Idempotency-Key": f"deposit-{uuid.uuid4()}"}
@@ -462,8 +545,11 @@ def test_a_web_process_killed_right_after_storing_loses_nothing_and_the_retry_ha
 
         # The crashed requests never woke the relay; its periodic run takes their events from the outbox.
         grace_id = next(a for a in stored if a != account["id"])
-        wait_until(lambda: stack.projected_versions() == {account["id"]: 2, grace_id: 1}, CATCH_UP_SECONDS,
-                   lambda: f"the stored events did not reach the read model\n{stack.logs()}")
+        wait_until(
+            lambda: stack.projected_versions() == {account["id"]: 2, grace_id: 1},
+            CATCH_UP_SECONDS,
+            lambda: f"the stored events did not reach the read model\n{stack.logs()}",
+        )
 
         # Retried with the same key (no crash now): the right answer, and the deposit counted once. Until the
         # dead request's claim on the key lapses (30 s), a retry is told 409 idempotency_request_in_progress.
@@ -516,8 +602,10 @@ def test_a_relay_killed_mid_batch_loses_no_event_from_the_topic(tmp_path, server
         stack.start_worker()
         counts = assert_nothing_lost_or_doubled(stack)
         assert stack.outbox_size() == 0
-        print(f"relay killed with {on_topic_at_kill}/{total} on the topic, at least {total - on_topic_at_kill} "
-              f"left in the outbox; {counts}")
+        print(
+            f"relay killed with {on_topic_at_kill}/{total} on the topic, at least {total - on_topic_at_kill} "
+            f"left in the outbox; {counts}"
+        )
 
 
 def test_a_consumer_killed_mid_batch_applies_every_event_once(tmp_path, servers):
@@ -525,7 +613,9 @@ def test_a_consumer_killed_mid_batch_applies_every_event_once(tmp_path, servers)
         expected = issue_commands(stack.client, accounts=25, deposits_each=3)
         total = sum(expected.values())
         relayed = manage(stack.env, "relay_outbox")  # the whole backlog on the topic before any consumer runs
-        assert relayed.returncode == 0 and f"Published {total} event(s)" in relayed.stdout, relayed.stdout + relayed.stderr
+        assert relayed.returncode == 0 and f"Published {total} event(s)" in relayed.stdout, (
+            relayed.stdout + relayed.stderr
+        )
 
         def applied() -> int:
             return sum(stack.projected_versions().values())
@@ -533,12 +623,17 @@ def test_a_consumer_killed_mid_batch_applies_every_event_once(tmp_path, servers)
         # Each batch is applied in one transaction: small ones, so that the kill falls between commits.
         stack.env["TECHBANK_PROJECTION_BATCH"] = "5"
         stack.start_worker()
-        wait_until(lambda: 0 < applied(), 60, lambda: f"the consumer never applied anything\n{stack.logs()}", every=0.01)
+        wait_until(
+            lambda: applied() > 0, 60, lambda: f"the consumer never applied anything\n{stack.logs()}", every=0.01
+        )
         stack.kill_worker()
         # A transaction the dead consumer had sent its COMMIT for may still commit: read what it
         # applied once the server has let go of its connections (rolled back or committed).
-        wait_until(lambda: stack.other_read_database_connections() == 0, 60,
-                   lambda: f"the killed worker's connections stayed open: {stack.other_read_database_connections()}")
+        wait_until(
+            lambda: stack.other_read_database_connections() == 0,
+            60,
+            lambda: f"the killed worker's connections stayed open: {stack.other_read_database_connections()}",
+        )
         applied_at_kill = applied()
         assert 0 < applied_at_kill < total, f"not killed mid-batch: {applied_at_kill} of {total} applied"
 
@@ -568,7 +663,9 @@ class PrivateMariaDB:
         self.server = _server_binary("mariadbd", "mysqld")
         self.install_db = _server_binary("mariadb-install-db", "mysql_install_db")
         if not (self.server and self.install_db):
-            raise ServerUnavailable("MariaDB's mariadbd and mariadb-install-db are not installed (apt-get install mariadb-server)")
+            raise ServerUnavailable(
+                "MariaDB's mariadbd and mariadb-install-db are not installed (apt-get install mariadb-server)"
+            )
         self.as_root = ["--user=root"] if os.geteuid() == 0 else []  # mariadbd refuses to run as root unless told
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
@@ -576,17 +673,34 @@ class PrivateMariaDB:
 
     def install(self) -> None:
         installed = subprocess.run(
-            [self.install_db, "--no-defaults", f"--datadir={self.data}", "--auth-root-authentication-method=normal",
-             "--skip-test-db", *self.as_root],
-            capture_output=True, text=True, timeout=120,
+            [
+                self.install_db,
+                "--no-defaults",
+                f"--datadir={self.data}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                *self.as_root,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if installed.returncode != 0:
             raise ServerUnavailable(f"{self.install_db} failed: {(installed.stdout + installed.stderr)[-2000:]}")
 
     def _command(self, port: int) -> list[str]:
-        return [self.server, "--no-defaults", f"--datadir={self.data}", f"--socket={self.folder / 'mariadb.sock'}",
-                f"--pid-file={self.folder / 'mariadb.pid'}", f"--port={port}", "--bind-address=127.0.0.1",
-                "--innodb-buffer-pool-size=32M", "--skip-name-resolve", *self.as_root]
+        return [
+            self.server,
+            "--no-defaults",
+            f"--datadir={self.data}",
+            f"--socket={self.folder / 'mariadb.sock'}",
+            f"--pid-file={self.folder / 'mariadb.pid'}",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            "--innodb-buffer-pool-size=32M",
+            "--skip-name-resolve",
+            *self.as_root,
+        ]
 
     def _answers(self, port: int) -> bool:
         import MySQLdb
@@ -600,10 +714,7 @@ class PrivateMariaDB:
     def start(self) -> None:
         """The first start takes a free port; later ones the same port and data (a restart)."""
         self.starts += 1
-        if self.port is None:
-            port = free_port()
-        else:
-            port = self.port
+        port = free_port() if self.port is None else self.port
         self.process = spawn(self._command(port), self.folder / f"mariadbd-{self.starts}.log")
         deadline = time.monotonic() + 60
         while not (accepts_connections(port) and self._answers(port)):
@@ -660,15 +771,27 @@ def private_mariadb(tmp_path):
 
 
 def test_with_the_read_database_down_the_api_answers_503_and_the_consumer_catches_up_once_it_is_back(
-    tmp_path, private_mariadb, mongo_server, kafka_broker, redis_url  # noqa: F811
+    tmp_path,
+    private_mariadb,
+    mongo_server,  # noqa: F811 (fixture)
+    kafka_broker,  # noqa: F811 (fixture)
+    redis_url,  # noqa: F811
 ):
     private_mariadb.create_database("techbank")
-    with fault_stack(tmp_path, mongo_server=mongo_server, kafka_bootstrap=kafka_broker, redis_url=redis_url,
-                     database_url=private_mariadb.url("techbank")) as stack:
+    with fault_stack(
+        tmp_path,
+        mongo_server=mongo_server,
+        kafka_bootstrap=kafka_broker,
+        redis_url=redis_url,
+        database_url=private_mariadb.url("techbank"),
+    ) as stack:
         client = stack.client
         before = issue_commands(client, accounts=3, deposits_each=1)
-        wait_until(lambda: stack.projected_versions() == before, CATCH_UP_SECONDS,
-                   lambda: f"the read model did not catch up\n{stack.logs()}")
+        wait_until(
+            lambda: stack.projected_versions() == before,
+            CATCH_UP_SECONDS,
+            lambda: f"the read model did not catch up\n{stack.logs()}",
+        )
 
         # Commands stored while the worker is frozen, so they are still on their way when the database goes.
         stack.freeze_worker()
@@ -708,11 +831,16 @@ def test_with_the_read_database_down_the_api_answers_503_and_the_consumer_catche
         status, answer, _ = client("PUT", f"/api/v1/depositFunds/{some_account}", {"amount": 1})
         assert status == 503 and set(answer) == {"message"}, (status, answer)
         assert sum(map(len, stack.stored_events().values())) == stored  # nothing refused was stored
-        wait_until(lambda: stack.worker_logs().count("raised unexpected: OperationalError") >= 2, 60,
-                   lambda: f"the consumer did not meet the outage twice\n{stack.logs()}")
+        wait_until(
+            lambda: stack.worker_logs().count("raised unexpected: OperationalError") >= 2,
+            60,
+            lambda: f"the consumer did not meet the outage twice\n{stack.logs()}",
+        )
 
         private_mariadb.start()  # same port, same data
-        status, after, _ = client("POST", "/api/accounts/", {"holder": "After", "account_type": "CURRENT", "opening_balance": "3.00"})
+        status, after, _ = client(
+            "POST", "/api/accounts/", {"holder": "After", "account_type": "CURRENT", "opening_balance": "3.00"}
+        )
         assert status == 201, after
         counts = assert_nothing_lost_or_doubled(stack)
         assert counts["stored"] == sum(before.values()) + sum(pending.values()) + len(before) + 1

@@ -5,6 +5,7 @@ Every part is a real server over a real connection: the MongoDB- and
 Kafka-protocol test servers are started here; MariaDB and Redis are the
 machine's own. Nothing is faked.
 """
+
 import json
 import os
 import socket
@@ -34,9 +35,6 @@ REDIS_URL = os.environ.get("TECHBANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15
 CATCH_UP_SECONDS = 90
 
 
-
-
-
 @pytest.fixture(scope="module")
 def mysql_server():
     """A connection to the MariaDB/MySQL server, and a maker of throwaway databases on it."""
@@ -46,8 +44,11 @@ def mysql_server():
 
         server = parse(MYSQL_URL)
         connection = MySQLdb.connect(
-            host=server["HOST"], port=int(server["PORT"] or 3306), user=server["USER"],
-            passwd=server["PASSWORD"] or "", connect_timeout=3,
+            host=server["HOST"],
+            port=int(server["PORT"] or 3306),
+            user=server["USER"],
+            passwd=server["PASSWORD"] or "",
+            connect_timeout=3,
         )
     except Exception as error:  # noqa: BLE001 - reported in the skip/fail reason
         unavailable(f"MariaDB/MySQL not reachable at {MYSQL_URL}: {error}")
@@ -117,9 +118,19 @@ class Http:
 
 
 @contextmanager
-def running_stack(tmp: Path, *, mongo_server: str, kafka_bootstrap: str, mysql_server, redis_url: str,
-                  python: str = PYTHON, launcher=run_module, environ: dict | None = None,
-                  mongo_database: str | None = None, settings: dict | None = None):
+def running_stack(
+    tmp: Path,
+    *,
+    mongo_server: str,  # noqa: F811 (fixture)
+    kafka_bootstrap: str,
+    mysql_server,
+    redis_url: str,
+    python: str = PYTHON,
+    launcher=run_module,
+    environ: dict | None = None,
+    mongo_database: str | None = None,
+    settings: dict | None = None,
+):
     """gunicorn and a Celery worker (-B) on the given servers, with a fresh database, topic and queue.
 
     `python` runs manage.py, `launcher(tool)` is the command that starts gunicorn or celery, and
@@ -149,21 +160,51 @@ def running_stack(tmp: Path, *, mongo_server: str, kafka_bootstrap: str, mysql_s
     }
     migrated = manage(env, "migrate", "--no-input", "-v0", python=python)
     assert migrated.returncode == 0, migrated.stderr
-    made = manage(env, "shell", "-v0", "-c", (
-        "from django.contrib.auth import get_user_model\n"
-        "from django.contrib.auth.models import Group\n"
-        "from rest_framework.authtoken.models import Token\n"
-        "user = get_user_model().objects.create_user('e2e-teller')\n"
-        "user.groups.add(Group.objects.get(name='Account manager'))  # made by the migrations\n"
-        "print(Token.objects.create(user=user).key)"
-    ), python=python)
+    made = manage(
+        env,
+        "shell",
+        "-v0",
+        "-c",
+        (
+            "from django.contrib.auth import get_user_model\n"
+            "from django.contrib.auth.models import Group\n"
+            "from rest_framework.authtoken.models import Token\n"
+            "user = get_user_model().objects.create_user('e2e-teller')\n"
+            "user.groups.add(Group.objects.get(name='Account manager'))  # made by the migrations\n"
+            "print(Token.objects.create(user=user).key)"
+        ),
+        python=python,
+    )
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip().splitlines()[-1]
     port = free_port()
-    web = [*launcher("gunicorn"), "techbank_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"]
-    worker = [*launcher("celery"), "-A", "techbank_site", "worker", "-B", "--concurrency", "2",
-              "--loglevel", "INFO", "--schedule", str(tmp / "beat-schedule")]
-    with app_process(web, env, tmp / "web.log") as web_process, app_process(worker, env, tmp / "worker.log") as worker_process:
+    web = [
+        *launcher("gunicorn"),
+        "techbank_site.wsgi",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+    ]
+    worker = [
+        *launcher("celery"),
+        "-A",
+        "techbank_site",
+        "worker",
+        "-B",
+        "--concurrency",
+        "2",
+        "--loglevel",
+        "INFO",
+        "--schedule",
+        str(tmp / "beat-schedule"),
+    ]
+    with (
+        app_process(web, env, tmp / "web.log") as web_process,
+        app_process(worker, env, tmp / "worker.log") as worker_process,
+    ):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -189,7 +230,10 @@ def running_stack(tmp: Path, *, mongo_server: str, kafka_bootstrap: str, mysql_s
 def stack(tmp_path_factory, mongo_server, kafka_broker, mysql_server, redis_url):  # noqa: F811
     with running_stack(
         tmp_path_factory.mktemp("stack"),
-        mongo_server=mongo_server, kafka_bootstrap=kafka_broker, mysql_server=mysql_server, redis_url=redis_url,
+        mongo_server=mongo_server,
+        kafka_bootstrap=kafka_broker,
+        mysql_server=mysql_server,
+        redis_url=redis_url,
     ) as running:
         yield running
 
@@ -197,7 +241,8 @@ def stack(tmp_path_factory, mongo_server, kafka_broker, mysql_server, redis_url)
 def read_model(stack) -> list[tuple]:
     cursor = stack["mysql"].cursor()
     cursor.execute(
-        f"SELECT id, holder, account_type, balance, status, version FROM `{stack['mysql_name']}`.projections_accountsummary ORDER BY id"
+        "SELECT id, holder, account_type, balance, status, version"
+        f" FROM `{stack['mysql_name']}`.projections_accountsummary ORDER BY id"
     )
     stack["mysql"].commit()  # end the read transaction, so the next read sees new commits
     return list(cursor.fetchall())
@@ -241,7 +286,11 @@ def test_commands_over_http_reach_mongodb_kafka_and_the_mysql_read_model(stack):
     http = stack["http"]
     accounts = {}
     for n in range(4):
-        status, body = http("POST", "/api/accounts/", {"holder": f"E2E holder {n}", "account_type": "SAVINGS", "opening_balance": "100.00"})
+        status, body = http(
+            "POST",
+            "/api/accounts/",
+            {"holder": f"E2E holder {n}", "account_type": "SAVINGS", "opening_balance": "100.00"},
+        )
         assert status == 201, body
         accounts[body["id"]] = 1
     ids = list(accounts)
@@ -284,7 +333,9 @@ def test_commands_over_http_reach_mongodb_kafka_and_the_mysql_read_model(stack):
 def test_a_rebuild_started_through_the_api_runs_on_the_worker_while_commands_go_on(stack):
     http = stack["http"]
     expected = projected_versions(stack)  # what earlier tests left
-    status, opened = http("POST", "/api/accounts/", {"holder": "Rebuilt", "account_type": "SAVINGS", "opening_balance": "7.00"})
+    status, opened = http(
+        "POST", "/api/accounts/", {"holder": "Rebuilt", "account_type": "SAVINGS", "opening_balance": "7.00"}
+    )
     assert status == 201
     expected[opened["id"]] = 1
     wait_for_read_model(stack, expected)
@@ -305,17 +356,26 @@ def test_a_rebuild_started_through_the_api_runs_on_the_worker_while_commands_go_
 
 
 def test_with_kafka_down_commands_succeed_and_reach_the_read_model_once_it_is_back(
-    tmp_path, mongo_server, mysql_server, redis_url  # noqa: F811
+    tmp_path,
+    mongo_server,  # noqa: F811 (fixture)
+    mysql_server,
+    redis_url,
 ):
     (tmp_path / "kafka").mkdir()
     broker = RestartableKafkaBroker(tmp_path / "kafka")
     broker.start()
     try:
         with running_stack(
-            tmp_path, mongo_server=mongo_server, kafka_bootstrap=broker.bootstrap, mysql_server=mysql_server, redis_url=redis_url
+            tmp_path,
+            mongo_server=mongo_server,
+            kafka_bootstrap=broker.bootstrap,
+            mysql_server=mysql_server,
+            redis_url=redis_url,
         ) as stack:
             http = stack["http"]
-            status, first = http("POST", "/api/accounts/", {"holder": "Before", "account_type": "CURRENT", "opening_balance": "10.00"})
+            status, first = http(
+                "POST", "/api/accounts/", {"holder": "Before", "account_type": "CURRENT", "opening_balance": "10.00"}
+            )
             assert status == 201
             wait_for_read_model(stack, {first["id"]: 1})
 
@@ -323,7 +383,9 @@ def test_with_kafka_down_commands_succeed_and_reach_the_read_model_once_it_is_ba
             for _ in range(3):
                 status, body = http("POST", f"/api/accounts/{first['id']}/deposits", {"amount": "1.00"})
                 assert status == 200, body
-            status, second = http("POST", "/api/accounts/", {"holder": "During", "account_type": "SAVINGS", "opening_balance": "5.00"})
+            status, second = http(
+                "POST", "/api/accounts/", {"holder": "During", "account_type": "SAVINGS", "opening_balance": "5.00"}
+            )
             assert status == 201
             assert stack["mongo"]["event_store_outbox"].count_documents({}) == 4  # stored, waiting
             assert projected_versions(stack) == {first["id"]: 1}

@@ -10,6 +10,7 @@ checkout. Without either these tests skip, except on CI (CI set, and not false o
 where they fail: CI always has ../shared beside its clone, and `.ci/run` runs the
 collection against a real server too.
 """
+
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
+
 from tests.servers.processes import unavailable
 from tests.staff import ALL_ACCOUNT_PERMISSIONS, grant
 
@@ -67,10 +69,14 @@ def _run_newman(newman: Path, collection: Path, environment: Path, env_vars: dic
     for name, value in env_vars.items():
         command += ["--env-var", f"{name}={value}"]
     command += [
-        "--color", "off",
-        "--timeout-request", "30000",
-        "--reporters", "cli,json",
-        "--reporter-json-export", str(report),
+        "--color",
+        "off",
+        "--timeout-request",
+        "30000",
+        "--reporters",
+        "cli,json",
+        "--reporter-json-export",
+        str(report),
     ]
     try:
         result = subprocess.run(
@@ -89,7 +95,9 @@ def _run_newman(newman: Path, collection: Path, environment: Path, env_vars: dic
             for part in (exc.stdout, exc.stderr)
             if part
         )
-        pytest.fail(f"newman did not finish within {NEWMAN_TIMEOUT_SECONDS}s; its output so far:\n{output}", pytrace=False)
+        pytest.fail(
+            f"newman did not finish within {NEWMAN_TIMEOUT_SECONDS}s; its output so far:\n{output}", pytrace=False
+        )
     output = f"$ {' '.join(command)}\n{result.stdout}\n{result.stderr}"
     if result.returncode != 0:
         pytest.fail(f"newman exited with {result.returncode}:\n{output}", pytrace=False)

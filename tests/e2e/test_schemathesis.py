@@ -5,6 +5,7 @@ status and content type, and a body that matches its schema. Bounded and
 derandomized, so a run is repeatable and takes seconds; a failure prints the
 request that reproduces it.
 """
+
 import pytest
 import schemathesis
 from django.core.handlers.wsgi import WSGIHandler

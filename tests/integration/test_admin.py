@@ -1,8 +1,9 @@
 """Staff browse accounts, ledgers and events in the admin, and cannot change them."""
+
 import html
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.urls import reverse
@@ -88,10 +89,20 @@ def test_read_models_and_events_cannot_be_added_changed_or_deleted(staff_browser
     staff_browser.post(change_url, {"holder": "Mallory", "balance": "1000000.00"})
     assert AccountSummary.objects.get(id=account_id).holder == "Ada Lovelace"
     assert staff_browser.get(reverse("admin:projections_accountsummary_add")).status_code == 403
-    assert staff_browser.post(reverse("admin:projections_accountsummary_delete", args=[account_id]), {"post": "yes"}).status_code == 403
+    assert (
+        staff_browser.post(
+            reverse("admin:projections_accountsummary_delete", args=[account_id]), {"post": "yes"}
+        ).status_code
+        == 403
+    )
     assert AccountSummary.objects.filter(id=account_id).exists()
     event = StoredEventRecord.objects.first()
-    assert staff_browser.post(reverse("admin:eventstore_storedeventrecord_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
+    assert (
+        staff_browser.post(
+            reverse("admin:eventstore_storedeventrecord_delete", args=[event.pk]), {"post": "yes"}
+        ).status_code
+        == 403
+    )
     assert staff_browser.get(reverse("admin:eventstore_storedeventrecord_add")).status_code == 403
     assert "Save" not in staff_browser.get(change_url).content.decode().replace("Save as", "")
 
@@ -116,10 +127,18 @@ def test_an_auditor_browses_accounts_ledgers_and_events_but_cannot_change_them(b
     assert "17.77" in page and "FundsDeposited" in page
     assert browser.post(change_url, {"holder": "Mallory", "balance": "1000000.00"}).status_code == 403
     assert browser.get(reverse("admin:projections_accountsummary_add")).status_code == 403
-    assert browser.post(reverse("admin:projections_accountsummary_delete", args=[account_id]), {"post": "yes"}).status_code == 403
+    assert (
+        browser.post(reverse("admin:projections_accountsummary_delete", args=[account_id]), {"post": "yes"}).status_code
+        == 403
+    )
     assert AccountSummary.objects.get(id=account_id).holder == "Alan Turing"
     event = StoredEventRecord.objects.first()
-    assert browser.post(reverse("admin:eventstore_storedeventrecord_change", args=[event.pk]), {"event_type": "X"}).status_code == 403
+    assert (
+        browser.post(
+            reverse("admin:eventstore_storedeventrecord_change", args=[event.pk]), {"event_type": "X"}
+        ).status_code
+        == 403
+    )
     assert StoredEventRecord.objects.get(pk=event.pk).event_type == event.event_type
 
 
@@ -128,7 +147,12 @@ def test_not_even_a_superuser_can_add_change_or_delete_ledger_entries_or_events(
     event = StoredEventRecord.objects.first()
     for model, obj in (("projections_ledgerentry", entry), ("eventstore_storedeventrecord", event)):
         assert staff_browser.get(reverse(f"admin:{model}_add")).status_code == 403
-        assert staff_browser.post(reverse(f"admin:{model}_change", args=[obj.pk]), {"amount": "1.00", "event_type": "X"}).status_code == 403
+        assert (
+            staff_browser.post(
+                reverse(f"admin:{model}_change", args=[obj.pk]), {"amount": "1.00", "event_type": "X"}
+            ).status_code
+            == 403
+        )
         assert staff_browser.post(reverse(f"admin:{model}_delete", args=[obj.pk]), {"post": "yes"}).status_code == 403
     assert LedgerEntry.objects.get(pk=entry.pk).amount == entry.amount
     assert StoredEventRecord.objects.get(pk=event.pk).event_type == event.event_type
@@ -139,10 +163,12 @@ def long_account(api, accounts):
     """An account of 300 events and 300 ledger entries (deposits stored straight into the
     event store and projected by a rebuild, for speed), beside the two of `accounts`."""
     account_id = api.post(
-        "/api/accounts/", {"holder": "Grace Hopper", "account_type": "CURRENT", "opening_balance": "1.00"}, format="json"
+        "/api/accounts/",
+        {"holder": "Grace Hopper", "account_type": "CURRENT", "opening_balance": "1.00"},
+        format="json",
     ).json()["id"]
     deposits = [
-        NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, datetime.now(timezone.utc), {"issued_by": "teller"})
+        NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, datetime.now(UTC), {"issued_by": "teller"})
         for _ in range(299)
     ]
     store = bootstrap.event_store()
@@ -164,7 +190,9 @@ def test_a_long_accounts_page_shows_only_its_latest_events_and_ledger_rows(staff
     assert "Latest 50 of 300 events" in page and "Latest 50 of 300 ledger entries" in page
 
 
-def test_a_long_accounts_page_links_to_all_its_events_and_ledger_entries_page_by_page(staff_browser, long_account, accounts):
+def test_a_long_accounts_page_links_to_all_its_events_and_ledger_entries_page_by_page(
+    staff_browser, long_account, accounts
+):
     page = staff_browser.get(reverse("admin:projections_accountsummary_change", args=[long_account])).content.decode()
     for changelist, total, noun in (
         (reverse("admin:eventstore_storedeventrecord_changelist"), 300, "stored event records"),

@@ -1,8 +1,9 @@
 """The audit trail: every stored event says who issued it, when and from which
 request, and nothing (no API route, no management command) changes or deletes one."""
+
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -26,19 +27,21 @@ class RequestWindow:
     """The server's clock before and after a request: an event it stores must fall in between."""
 
     def __enter__(self):
-        self.before = datetime.now(timezone.utc)
+        self.before = datetime.now(UTC)
         return self
 
     def __exit__(self, *exc):
-        self.after = datetime.now(timezone.utc)
+        self.after = datetime.now(UTC)
 
 
 def resource_api_commands(api, correlation):
     """Open, deposit, withdraw, close through /api/accounts/; yields (request window, account id) per command."""
     with RequestWindow() as window:
         opened = api.post(
-            "/api/accounts/", {"holder": "Ada", "account_type": "SAVINGS", "opening_balance": "100.00"},
-            format="json", HTTP_X_CORRELATION_ID=correlation("open"),
+            "/api/accounts/",
+            {"holder": "Ada", "account_type": "SAVINGS", "opening_balance": "100.00"},
+            format="json",
+            HTTP_X_CORRELATION_ID=correlation("open"),
         )
     assert opened.status_code == 201, opened.content
     account_id = opened.json()["id"]
@@ -60,8 +63,10 @@ def techbank_api_commands(api, correlation):
     """The same four commands through /api/v1/."""
     with RequestWindow() as window:
         opened = api.post(
-            "/api/v1/openBankAccount", {"accountHolder": "Ada", "accountType": "SAVINGS", "openingBalance": 100},
-            format="json", HTTP_X_CORRELATION_ID=correlation("open"),
+            "/api/v1/openBankAccount",
+            {"accountHolder": "Ada", "accountType": "SAVINGS", "openingBalance": 100},
+            format="json",
+            HTTP_X_CORRELATION_ID=correlation("open"),
         )
     assert opened.status_code == 201, opened.content
     account_id = opened.json()["id"]
@@ -79,7 +84,9 @@ def techbank_api_commands(api, correlation):
         yield window, account_id
 
 
-@pytest.mark.parametrize("commands", [resource_api_commands, techbank_api_commands], ids=["resource API", "techbank API"])
+@pytest.mark.parametrize(
+    "commands", [resource_api_commands, techbank_api_commands], ids=["resource API", "techbank API"]
+)
 def test_every_event_records_who_issued_it_when_and_the_requests_correlation_id(api, commands):
     run = uuid.uuid4().hex[:8]
 
@@ -135,8 +142,12 @@ def test_a_body_that_tries_to_set_an_events_time_or_author_is_refused_and_stores
 UNSAFE_METHODS = ("post", "put", "patch", "delete")
 # What a forger would send: a stored event's fields with other values.
 FORGED_EVENT = {
-    "version": 1, "event_type": "FundsDeposited", "data": {"amount": "1000000.00"}, "amount": "1.00",
-    "occurred_at": "2001-01-01T00:00:00Z", "metadata": {"issued_by": "mallory"},
+    "version": 1,
+    "event_type": "FundsDeposited",
+    "data": {"amount": "1000000.00"},
+    "amount": "1.00",
+    "occurred_at": "2001-01-01T00:00:00Z",
+    "metadata": {"issued_by": "mallory"},
 }
 
 
@@ -158,7 +169,7 @@ def api_paths(account_id: str, event_id: str) -> list[str]:
         for route in included.url_patterns:
             paths.append("/" + prefix + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], str(route.pattern)))
     events = f"/api/accounts/{account_id}/events"
-    return paths + [f"{events}/", f"{events}/1", f"{events}/{event_id}", f"/api/events/{event_id}"]
+    return [*paths, f"{events}/", f"{events}/1", f"{events}/{event_id}", f"/api/events/{event_id}"]
 
 
 def test_no_api_route_changes_or_deletes_a_stored_event(api):
@@ -221,7 +232,7 @@ def test_the_statement_watch_spots_an_update_or_delete_of_an_event_and_not_the_o
     api.post("/api/accounts/", {"holder": "Ada", "account_type": "SAVINGS", "opening_balance": "1.00"}, format="json")
     # An event straight into the store waits in the outbox (no command projected and published it).
     bootstrap.event_store().append(
-        str(uuid.uuid4()), 0, [NewEvent(uuid.uuid4(), "AccountClosed", {}, datetime.now(timezone.utc))]
+        str(uuid.uuid4()), 0, [NewEvent(uuid.uuid4(), "AccountClosed", {}, datetime.now(UTC))]
     )
     watch = StatementsThatChangeEvents()
     with connection.execute_wrapper(watch):
@@ -260,7 +271,7 @@ def run_commands_watching_the_events(commands: dict[str, list[str]]) -> None:
             try:
                 call_command(name, *args, stdout=StringIO(), stderr=StringIO())
             except SystemExit as exit:  # verify_read_model's status: whether the read model differs
-                assert exit.code in (0, None), (name, exit.code)
+                assert exit.code in (0, None), (name, exit.code)  # noqa: PT017 - only some commands exit
     assert watch.seen == []
     assert_unchanged(before, every_event_as_stored())
 

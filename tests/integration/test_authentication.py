@@ -1,5 +1,6 @@
 """Signing in (README, "Authentication"): tokens expire, and failed sign-ins are throttled
 per client, on the API (by address) and on the admin's login form (by username and address)."""
+
 import os
 import uuid
 from datetime import timedelta
@@ -20,8 +21,14 @@ REDIS_URL = os.environ.get("TECHBANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15
 
 
 def redis_cache(url: str, prefix: str) -> dict:
-    return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url,
-                        "KEY_PREFIX": prefix, "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}}}
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": prefix,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
 
 
 @pytest.fixture(params=["in-process", "redis"])
@@ -82,7 +89,9 @@ def test_an_expired_token_cannot_move_money(api, teller, settings):
     settings.TECHBANK_TOKEN_TTL_HOURS = 2
     key = age_token(teller, hours=3)
     events = StoredEventRecord.objects.count()
-    response = client_from("10.0.0.1", key).post(f"/api/accounts/{account_id}/deposits", {"amount": "5.00"}, format="json")
+    response = client_from("10.0.0.1", key).post(
+        f"/api/accounts/{account_id}/deposits", {"amount": "5.00"}, format="json"
+    )
     assert response.status_code == 401
     assert StoredEventRecord.objects.count() == events
 

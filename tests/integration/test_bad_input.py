@@ -3,6 +3,7 @@
 One table, built below as endpoints x bad inputs. Bodies are raw bytes: json.dumps
 cannot write NaN, 1e3 or an unpaired surrogate the way a careless client does.
 """
+
 import json
 import uuid
 from dataclasses import dataclass
@@ -177,8 +178,16 @@ def body_cases(endpoint: BodyEndpoint) -> list[Case]:
         case("an unpaired surrogate in a field's name", INVALID, valid[:-1] + b', "\\udc00": 1}', field="\udc00"),
         case("JSON nested 100,000 deep", MALFORMED, b"[" * 100_000 + b"]" * 100_000),
         # A gateway or a reviewer reading the first of two keys sees another request than the one run.
-        *[case(f"{name} given twice", MALFORMED, valid[:-1] + b", " + json.dumps({name: value}).encode()[1:]) for name, value in endpoint.valid.items()],
-        *[case(f"{name} given twice, the last larger", MALFORMED, valid[:-1] + b', "' + name.encode() + b'": 99999.00}') for name in endpoint.money],
+        *[
+            case(f"{name} given twice", MALFORMED, valid[:-1] + b", " + json.dumps({name: value}).encode()[1:])
+            for name, value in endpoint.valid.items()
+        ],
+        *[
+            case(
+                f"{name} given twice, the last larger", MALFORMED, valid[:-1] + b', "' + name.encode() + b'": 99999.00}'
+            )
+            for name in endpoint.money
+        ],
         case("a key given twice in a nested object", MALFORMED, valid[:-1] + b', "note": {"a": 1, "a": 2}}'),
         case("a form-encoded body", UNSUPPORTED, b"amount=10", "application/x-www-form-urlencoded"),
         case("a multipart body", UNSUPPORTED, b"--x\r\n\r\n--x--\r\n", "multipart/form-data; boundary=x"),

@@ -15,10 +15,12 @@ failure prints the shrunk steps and the seed; to reproduce it, or to search
 longer by hand:
 
     TECHBANK_MODEL_SEED=<seed> .venv/bin/python -m pytest tests/integration/test_bank_model.py
-    TECHBANK_MODEL_EXAMPLES=2000 TECHBANK_MODEL_SEED=random .venv/bin/python -m pytest tests/integration/test_bank_model.py
+    TECHBANK_MODEL_EXAMPLES=2000 TECHBANK_MODEL_SEED=random \
+        .venv/bin/python -m pytest tests/integration/test_bank_model.py
 
 As the bank learns transfers, holds, freezes and reversals, they become rules here.
 """
+
 import os
 import random
 import uuid
@@ -85,9 +87,9 @@ amounts = st.one_of(st.just(CENT), everyday_amounts, near_the_limit, money, bad_
 opening_balances = st.one_of(st.just(Decimal("0.00")), everyday_amounts, near_the_limit)
 # Control characters, lone surrogates and invisible format characters (Cf: bidirectional
 # overrides, zero-width characters) are refused in holders; everything else printable is a name.
-holders = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Cf")), min_size=1, max_size=30
-).filter(lambda text: text.strip())
+holders = st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Cf")), min_size=1, max_size=30).filter(
+    lambda text: text.strip()
+)
 format_characters = st.characters(categories=("Cf",), codec="utf-8")
 
 
@@ -109,14 +111,20 @@ class Bank(RuleBasedStateMachine):
         try:
             account = self.bus.handle(command)
         except errors.BankAccountError as error:
-            assert refusal is not None, f"{command} was refused ({error!r}); the model expected it to succeed"
-            assert (type(error), error.code) == (refusal, refusal.code), f"{command}: {error!r}, expected {refusal.__name__}"
+            assert refusal is not None, f"{command} was refused ({error!r}); the model expected it to succeed"  # noqa: PT017 (the step checks the model)
+            assert (type(error), error.code) == (refusal, refusal.code), (  # noqa: PT017 (the step checks the model)
+                f"{command}: {error!r}, expected {refusal.__name__}"
+            )
             return None
-        assert refusal is None, f"{command} succeeded (balance {account.balance}); the model expected {refusal.__name__}"
+        assert refusal is None, (
+            f"{command} succeeded (balance {account.balance}); the model expected {refusal.__name__}"
+        )
         return account
 
     # -- rules --
-    @rule(target=accounts, holder=holders, account_type=st.sampled_from(ACCOUNT_TYPES), opening_balance=opening_balances)
+    @rule(
+        target=accounts, holder=holders, account_type=st.sampled_from(ACCOUNT_TYPES), opening_balance=opening_balances
+    )
     def open_account(self, holder, account_type, opening_balance):
         account = self.issue(commands.OpenAccount(holder, account_type, opening_balance), None)
         self.model[account.id] = ModelAccount(holder.strip(), account_type, opening_balance)
@@ -203,7 +211,9 @@ class Bank(RuleBasedStateMachine):
             expected = self.model[account_id]
             for how, repository in loads.items():
                 account = repository.get(account_id)
-                loaded = ModelAccount(account.holder, account.account_type, account.balance, account.is_closed, account.version)
+                loaded = ModelAccount(
+                    account.holder, account.account_type, account.balance, account.is_closed, account.version
+                )
                 assert loaded == expected, f"{account_id} loaded {how}"
             summary = summaries[account_id]
             closed = {AccountStatus.OPEN: False, AccountStatus.CLOSED: True}[summary.status]

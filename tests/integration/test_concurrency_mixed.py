@@ -7,6 +7,7 @@ goes below zero, the final balance is the opening plus the accepted deposits
 minus the accepted withdrawals, versions are 1..n, and the read model and its
 ledger agree with the event stream.
 """
+
 import random
 import threading
 import uuid
@@ -126,7 +127,9 @@ def send_all_at_once(api: APIClient, account_id: str, movements: list[Movement])
                 response = client.put(f"/api/v1/{route}/{account_id}", {"amount": str(movement.amount)}, format="json")
             else:
                 route = "deposits" if movement.kind == "deposit" else "withdrawals"
-                response = client.post(f"/api/accounts/{account_id}/{route}", {"amount": str(movement.amount)}, format="json")
+                response = client.post(
+                    f"/api/accounts/{account_id}/{route}", {"amount": str(movement.amount)}, format="json"
+                )
             outcomes[index] = Outcome(movement, response.status_code, response.json())
         except BaseException as error:  # noqa: BLE001  (reported by the main thread)
             failures.append(error)
@@ -159,9 +162,7 @@ def test_sixty_concurrent_mixed_movements_keep_every_invariant(api, event_store_
     assert unexplained == []
     refusals = Counter(o.refusal for o in outcomes if not o.accepted)
     accepted = [o for o in outcomes if o.accepted]
-    print(
-        f"\n[{event_store_backend}] {len(accepted)} accepted of {CLIENTS}; refused: {dict(refusals)}"
-    )
+    print(f"\n[{event_store_backend}] {len(accepted)} accepted of {CLIENTS}; refused: {dict(refusals)}")
     assert accepted and refusals["insufficient_funds"] > 0
 
     # The stream: versions 1..n, the opening then exactly the accepted movements.
@@ -196,7 +197,9 @@ def test_sixty_concurrent_mixed_movements_keep_every_invariant(api, event_store_
     # The read model and its ledger agree with the stream.
     summary = AccountSummary.objects.get(id=account_id)
     assert (summary.balance, summary.version) == (balance, len(stream))
-    ledger = list(LedgerEntry.objects.filter(account_id=account_id).order_by("version").values_list("version", "balance_after"))
+    ledger = list(
+        LedgerEntry.objects.filter(account_id=account_id).order_by("version").values_list("version", "balance_after")
+    )
     assert ledger == sorted(balance_after.items())
     assert all(after >= 0 for _, after in ledger)
     detail = api.get(f"/api/accounts/{account_id}/").json()

@@ -1,4 +1,5 @@
 """Racing clients on one account: the store's unique key decides, the handler retries."""
+
 import threading
 from decimal import Decimal
 

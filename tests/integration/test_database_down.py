@@ -1,5 +1,6 @@
 """With the database down (users, tokens, Idempotency-Key records and read models live there), the API
 answers at once with a 503 a client can act on, not a 500; tests/e2e/test_faults.py stops a real server."""
+
 import uuid
 
 import pytest
@@ -18,8 +19,12 @@ def database_down(monkeypatch):
 
 
 def test_a_command_gets_a_503_with_retry_after_and_the_resource_api_error_shape(api, database_down):
-    response = api.post("/api/accounts/", {"holder": "Down", "account_type": "SAVINGS", "opening_balance": "1.00"},
-                        format="json", HTTP_IDEMPOTENCY_KEY="down-1")
+    response = api.post(
+        "/api/accounts/",
+        {"holder": "Down", "account_type": "SAVINGS", "opening_balance": "1.00"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="down-1",
+    )
     assert response.status_code == 503
     assert response.json()["code"] == "service_unavailable" and "retry" in response.json()["message"]
     assert response["Retry-After"] == "5"

@@ -1,6 +1,7 @@
 """Staff see dead letters in the admin, read-only, and retry or resolve them with an action."""
+
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -30,10 +31,12 @@ def staff_browser(client, django_user_model):
 def poisoned(api):
     """An account whose third event has a type no projector knows, and a deposit stuck behind it."""
     account = api.post(
-        "/api/accounts/", {"holder": "Grace Hopper", "account_type": "SAVINGS", "opening_balance": "10.00"}, format="json"
+        "/api/accounts/",
+        {"holder": "Grace Hopper", "account_type": "SAVINGS", "opening_balance": "10.00"},
+        format="json",
     ).json()["id"]
     api.post(f"/api/accounts/{account}/deposits", {"amount": "5.00"}, format="json")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     poison, blocked = bootstrap.event_store().append(
         account,
         2,
@@ -43,15 +46,25 @@ def poisoned(api):
         ],
     )
     # Any command drains the outbox in process: the poison goes to the dead-letter table.
-    api.post("/api/accounts/", {"holder": "Bystander", "account_type": "CURRENT", "opening_balance": "1.00"}, format="json")
-    return {"account": account, "poison": DeadLetter.objects.get(event_id=poison.event_id),
-            "blocked": DeadLetter.objects.get(event_id=blocked.event_id)}
+    api.post(
+        "/api/accounts/", {"holder": "Bystander", "account_type": "CURRENT", "opening_balance": "1.00"}, format="json"
+    )
+    return {
+        "account": account,
+        "poison": DeadLetter.objects.get(event_id=poison.event_id),
+        "blocked": DeadLetter.objects.get(event_id=blocked.event_id),
+    }
 
 
 def project_frozen(summary, event):
     return LedgerEntry(
-        account_id=summary.id, version=event.version, event_id=event.event_id, kind="DEPOSIT",
-        amount=Decimal("0.00"), balance_after=summary.balance, occurred_at=event.occurred_at,
+        account_id=summary.id,
+        version=event.version,
+        event_id=event.event_id,
+        kind="DEPOSIT",
+        amount=Decimal("0.00"),
+        balance_after=summary.balance,
+        occurred_at=event.occurred_at,
     )
 
 
@@ -91,10 +104,17 @@ def test_a_dead_letters_page_shows_the_raw_message_and_the_reason_read_only(staf
     staff_browser.post(url, {"status": "RESOLVED", "reason": "nothing"})
     assert DeadLetter.objects.get(pk=letter.pk).status == "PENDING"
     assert staff_browser.get(reverse("admin:projections_deadletter_add")).status_code == 403
-    assert staff_browser.post(reverse("admin:projections_deadletter_delete", args=[letter.pk]), {"post": "yes"}).status_code == 403
+    assert (
+        staff_browser.post(
+            reverse("admin:projections_deadletter_delete", args=[letter.pk]), {"post": "yes"}
+        ).status_code
+        == 403
+    )
 
 
-def test_retrying_after_the_projector_is_deployed_applies_the_event_and_the_ones_behind_it(staff_browser, poisoned, monkeypatch):
+def test_retrying_after_the_projector_is_deployed_applies_the_event_and_the_ones_behind_it(
+    staff_browser, poisoned, monkeypatch
+):
     monkeypatch.setitem(projectors.PROJECTORS, "FundsFrozen", project_frozen)
 
     page = retry(staff_browser, poisoned["poison"]).content.decode()
@@ -162,7 +182,9 @@ def test_account_managers_retry_dead_letters(client, django_user_model, poisoned
     assert DeadLetter.objects.get(pk=poisoned["poison"].pk).attempts == 2  # tried again, still no projector
 
 
-def test_a_retry_while_the_read_database_is_unavailable_says_so_and_changes_nothing(staff_browser, poisoned, monkeypatch):
+def test_a_retry_while_the_read_database_is_unavailable_says_so_and_changes_nothing(
+    staff_browser, poisoned, monkeypatch
+):
     def database_down(*args, **kwargs):
         raise OperationalError("could not connect to the read database")
 

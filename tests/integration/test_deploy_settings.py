@@ -1,5 +1,6 @@
 """Production settings: `check --deploy` is clean, DEBUG is off unless asked
 for, `make run` stays plain HTTP, and no secret is in the repository."""
+
 import json
 import os
 import re
@@ -7,8 +8,6 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from tests.servers.processes import unavailable
 
@@ -35,7 +34,9 @@ def manage(*args: str, **environment: str) -> subprocess.CompletedProcess:
 
 def settings_values(**environment: str) -> dict:
     shown = manage(
-        "shell", "-v0", "-c",
+        "shell",
+        "-v0",
+        "-c",
         "import json; from django.conf import settings as s; print(json.dumps({n: getattr(s, n) for n in "
         "('DEBUG', 'SECURE_SSL_REDIRECT', 'SECURE_HSTS_SECONDS', 'SESSION_COOKIE_SECURE', 'CSRF_COOKIE_SECURE')}))",
         **environment,

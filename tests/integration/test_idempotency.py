@@ -1,4 +1,5 @@
 """Retries are safe: Idempotency-Key on every write endpoint of both APIs."""
+
 import threading
 import time
 import uuid
@@ -66,7 +67,10 @@ def test_the_same_key_with_a_different_request_is_refused_with_409(api, index):
     send(api, method, path, body, "used-once")
     events = StoredEventRecord.objects.count()
     if body:  # another body on the same route
-        other_body = {k: ("9.00" if isinstance(v, str) and v[0].isdigit() else 9 if isinstance(v, int) else v + " 2") for k, v in body.items()}
+        other_body = {
+            k: ("9.00" if isinstance(v, str) and v[0].isdigit() else 9 if isinstance(v, int) else v + " 2")
+            for k, v in body.items()
+        }
         response = send(api, method, path, other_body, "used-once")
     else:  # another query on the same route
         response = send(api, method, path + "?other=1", body, "used-once")
@@ -96,7 +100,10 @@ def test_keys_are_scoped_to_the_user(api, django_user_model):
     other_api = APIClient()
     other_api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=other).key}")
     for client in (api, other_api):
-        assert send(client, "post", f"/api/accounts/{account_id}/deposits", {"amount": "1.00"}, "shared").status_code == 200
+        assert (
+            send(client, "post", f"/api/accounts/{account_id}/deposits", {"amount": "1.00"}, "shared").status_code
+            == 200
+        )
     assert AccountSummary.objects.get(id=account_id).balance == 102
 
 
@@ -113,7 +120,7 @@ def test_concurrent_retries_in_flight_have_one_effect_and_one_answer(api):
             barrier.wait(timeout=60)
             response = send(client, "post", f"/api/accounts/{account_id}/deposits", {"amount": "10.00"}, "in-flight")
             answers.append((response.status_code, response.json()))
-        except BaseException as error:  # a thread that raised must fail the test, not drop out with a warning
+        except BaseException as error:  # noqa: BLE001 - a thread that raised must fail the test, not drop out with a warning
             failures.append(repr(error))
         finally:
             connection.close()
@@ -135,7 +142,9 @@ def test_a_retry_after_the_process_died_between_storing_and_answering_has_no_sec
     # As if the process had died after storing the events, before recording its answer:
     # the claim on the key is left in progress, and its lease lapses.
     IdempotencyRecord.objects.filter(key="crashed").update(
-        status=IdempotencyRecord.Status.IN_PROGRESS, response_status=None, response_body=None,
+        status=IdempotencyRecord.Status.IN_PROGRESS,
+        response_status=None,
+        response_body=None,
         locked_until=timezone.now() - timedelta(seconds=1),
     )
     retry = send(api, "post", f"/api/accounts/{account_id}/deposits", {"amount": "10.00"}, "crashed")
@@ -179,7 +188,9 @@ def test_keys_older_than_their_time_to_live_are_forgotten(api, settings):
 
     account_id = open_account(api)
     send(api, "post", f"/api/accounts/{account_id}/deposits", {"amount": "1.00"}, "old-key")
-    IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(hours=settings.TECHBANK_IDEMPOTENCY_TTL_HOURS + 1))
+    IdempotencyRecord.objects.update(
+        created_at=timezone.now() - timedelta(hours=settings.TECHBANK_IDEMPOTENCY_TTL_HOURS + 1)
+    )
     assert purge_expired_records() == 1 and not IdempotencyRecord.objects.exists()
 
 
@@ -243,7 +254,9 @@ def test_a_concurrency_conflict_is_not_kept_so_a_retry_with_the_same_key_deposit
     retry = send(api, method, path, body, "busy-account")
     assert retry.status_code == 200, retry.content
     assert "Idempotent-Replayed" not in retry.headers
-    ours = StoredEventRecord.objects.filter(stream_id=account_id, metadata__issued_by="teller", event_type="FundsDeposited")
+    ours = StoredEventRecord.objects.filter(
+        stream_id=account_id, metadata__issued_by="teller", event_type="FundsDeposited"
+    )
     assert [e.data["amount"] for e in ours] == ["10.00"]
 
 
@@ -344,7 +357,7 @@ def test_a_retry_waiting_for_a_request_that_ends_in_a_conflict_runs_the_command_
             answers[threading.current_thread().name] = send(
                 client, "post", f"/api/accounts/{account_id}/deposits", {"amount": "10.00"}, "conflicted"
             )
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - a thread that raised must fail the test
             failures.append(repr(error))
         finally:
             connection.close()
@@ -363,5 +376,7 @@ def test_a_retry_waiting_for_a_request_that_ends_in_a_conflict_runs_the_command_
     assert not failures
     assert answers["first"].json()["code"] == "concurrency_conflict"
     assert answers["retry"].status_code == 200, answers["retry"].content
-    ours = StoredEventRecord.objects.filter(stream_id=account_id, metadata__issued_by="teller", event_type="FundsDeposited")
+    ours = StoredEventRecord.objects.filter(
+        stream_id=account_id, metadata__issued_by="teller", event_type="FundsDeposited"
+    )
     assert [e.data["amount"] for e in ours] == ["10.00"]

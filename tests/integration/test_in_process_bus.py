@@ -1,4 +1,5 @@
 """The embedded bus: a command's effect shows in the very next query; a failed projection heals."""
+
 from decimal import Decimal
 
 import pytest
@@ -24,6 +25,7 @@ def test_a_failed_projection_keeps_the_events_and_the_next_command_catches_up(ap
     account = api.post(
         "/api/accounts/", {"holder": "Later", "account_type": "SAVINGS", "opening_balance": "1.00"}, format="json"
     ).json()
+
     def broken(summary, event):
         raise OperationalError("read database unavailable")  # not the event's fault: it is not dead-lettered
 

@@ -1,4 +1,5 @@
 """The Kafka bus inside one process: relay to a real broker, and the standalone consumer command."""
+
 import uuid
 from decimal import Decimal
 from io import StringIO
@@ -48,13 +49,25 @@ def test_a_second_consumer_group_replaying_the_topic_changes_nothing(api, kafka_
         "/api/accounts/", {"holder": "Twice", "account_type": "CURRENT", "opening_balance": "1.00"}, format="json"
     ).json()
     for group in ("first", "second"):
-        call_command("run_projection_consumer", "--until-idle", "3", "--group", f"{group}-{uuid.uuid4().hex[:6]}", stdout=StringIO())
+        call_command(
+            "run_projection_consumer",
+            "--until-idle",
+            "3",
+            "--group",
+            f"{group}-{uuid.uuid4().hex[:6]}",
+            stdout=StringIO(),
+        )
     summary = AccountSummary.objects.get(id=account["id"])
     assert (summary.balance, summary.version) == (Decimal("1.00"), 1)
     assert summary.ledger.count() == 1
 
 
-def test_garbage_on_the_topic_between_good_events_is_dead_lettered_and_the_consumer_moves_on(api, kafka_bus, settings, kafka_broker):  # noqa: F811
+def test_garbage_on_the_topic_between_good_events_is_dead_lettered_and_the_consumer_moves_on(
+    api,
+    kafka_bus,
+    settings,
+    kafka_broker,  # noqa: F811 (fixture)
+):
     from kafka import KafkaProducer
 
     account = api.post(
@@ -63,7 +76,9 @@ def test_garbage_on_the_topic_between_good_events_is_dead_lettered_and_the_consu
     producer = KafkaProducer(bootstrap_servers=kafka_broker, acks="all")
     producer.send(settings.TECHBANK_KAFKA_TOPIC, key=account.encode(), value=b"\x00\x01 not an event").get(timeout=10)
     producer.close()
-    api.post(f"/api/accounts/{account}/deposits", {"amount": "2.50"}, format="json")  # after the garbage, same partition
+    api.post(
+        f"/api/accounts/{account}/deposits", {"amount": "2.50"}, format="json"
+    )  # after the garbage, same partition
 
     out = StringIO()
     call_command("run_projection_consumer", "--until-idle", "3", "--group", f"g-{uuid.uuid4().hex[:6]}", stdout=out)
@@ -72,10 +87,17 @@ def test_garbage_on_the_topic_between_good_events_is_dead_lettered_and_the_consu
     assert (summary.balance, summary.version) == (Decimal("22.50"), 2)
     assert "applied 2 events, dead-lettered 1 (1 undecodable); pending dead letters: 1" in out.getvalue()
     letter = DeadLetter.objects.get()
-    assert (letter.source, letter.reason_type, letter.offset, letter.message_key) == ("kafka", "Undecodable", 1, account)
+    assert (letter.source, letter.reason_type, letter.offset, letter.message_key) == (
+        "kafka",
+        "Undecodable",
+        1,
+        account,
+    )
     assert letter.partition is not None and letter.raw_is_base64  # a NUL byte: kept as base64
 
     # Another group reads the topic from the start: the garbage is seen again, still one row.
-    call_command("run_projection_consumer", "--until-idle", "3", "--group", f"g-{uuid.uuid4().hex[:6]}", stdout=StringIO())
+    call_command(
+        "run_projection_consumer", "--until-idle", "3", "--group", f"g-{uuid.uuid4().hex[:6]}", stdout=StringIO()
+    )
     assert DeadLetter.objects.get().attempts == 2
     assert AccountSummary.objects.get(id=account).version == 2

@@ -16,6 +16,7 @@ static member the old member id and never fences the old instance (which can
 still commit), and it ignores read_committed. Tansu also holds every join of
 an empty group for 3 s, so this file takes about 95 s there instead of 30 s.
 """
+
 import socket
 import threading
 import uuid
@@ -27,13 +28,16 @@ from kafka.errors import KafkaTimeoutError
 from eventstore.transports.base import TransportUnavailable
 from eventstore.transports.kafka import ADMIN_DEFAULTS, KafkaTransport
 from tests.contract.event_transport_contract import EventTransportContract, account, group, make_event, receive
-from tests.servers.kafka import configured_broker, running_kafka_broker
-from tests.servers.kafka import kafka_broker  # noqa: F401  (the session's broker, a pytest fixture)
-
+from tests.servers.kafka import (
+    configured_broker,
+    kafka_broker,  # noqa: F401  (the session's broker, a pytest fixture)
+    running_kafka_broker,
+)
 
 TANSU_DEVIATIONS = {
-    "test_a_member_that_comes_back_under_its_member_id_resumes_from_the_last_commit":
-        "Tansu hands a returning static member the old member id and never fences the old instance",
+    "test_a_member_that_comes_back_under_its_member_id_resumes_from_the_last_commit": (
+        "Tansu hands a returning static member the old member id and never fences the old instance"
+    ),
     "test_messages_of_an_aborted_transaction_are_never_delivered": "Tansu ignores read_committed",
 }
 
@@ -166,8 +170,11 @@ def client_configs(monkeypatch):
 
 def gave_up_bootstrapping(error: BaseException | None) -> bool:
     """The transport reported the broker unavailable because the client's own bootstrap timeout ran out."""
-    return (isinstance(error, TransportUnavailable) and isinstance(error.__cause__, KafkaTimeoutError)
-            and "Unable to bootstrap" in str(error.__cause__))
+    return (
+        isinstance(error, TransportUnavailable)
+        and isinstance(error.__cause__, KafkaTimeoutError)
+        and "Unable to bootstrap" in str(error.__cause__)
+    )
 
 
 def test_sending_to_a_broker_that_is_down_gives_up_by_the_transports_own_timeout_of_seconds(client_configs):
@@ -191,9 +198,15 @@ def test_subscribing_to_a_broker_that_is_down_gives_up_by_the_configured_timeout
 
 
 def test_a_broker_that_stops_makes_send_unavailable_by_the_configured_delivery_timeout(
-    kafka_broker, client_configs,  # noqa: F811  (kafka_broker: so that this test is skipped, or fails in CI, like the others)
+    kafka_broker,  # noqa: F811 (fixture)
+    client_configs,
 ):
-    short = dict(bootstrap_timeout_ms=1000, max_block_ms=1000, request_timeout_ms=1000, delivery_timeout_ms=2000)
+    short = {
+        "bootstrap_timeout_ms": 1000,
+        "max_block_ms": 1000,
+        "request_timeout_ms": 1000,
+        "delivery_timeout_ms": 2000,
+    }
     with running_kafka_broker(configured_broker()) as bootstrap:  # a broker of its own, to stop
         transport = KafkaTransport(bootstrap, topic=new_topic(), **short)
         transport.ensure_topic()

@@ -123,7 +123,9 @@ def test_an_append_that_keeps_meeting_write_conflicts_gives_up_as_a_conflict_and
         clock.now += 1.0
         # What the server answers a transaction that lost the position counter to another append.
         raise OperationFailure(
-            "WriteConflict", code=112, details={"codeName": "WriteConflict", "errorLabels": ["TransientTransactionError"]}
+            "WriteConflict",
+            code=112,
+            details={"codeName": "WriteConflict", "errorLabels": ["TransientTransactionError"]},
         )
 
     monkeypatch.setattr(mongo, "WRITE_CONFLICT_SECONDS", 3.0)

@@ -4,8 +4,9 @@ The consumer reads an in-memory topic here (no broker needed); the read model
 and the dead-letter table are the real database. The Kafka broker version is
 in test_kafka_projection.py, the admin in test_dead_letter_admin.py.
 """
+
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from io import StringIO
 
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def event(event_type: str, **data) -> NewEvent:
-    return NewEvent(uuid.uuid4(), event_type, data, datetime.now(timezone.utc), {"issued_by": "test"})
+    return NewEvent(uuid.uuid4(), event_type, data, datetime.now(UTC), {"issued_by": "test"})
 
 
 def opened(balance="10.00") -> NewEvent:
@@ -84,7 +85,7 @@ def letter(stored_event) -> DeadLetter:
 
 def test_an_unknown_event_type_is_dead_lettered_and_the_good_events_around_it_are_applied(bus):
     poisoned, healthy = str(uuid.uuid4()), str(uuid.uuid4())
-    v1, v2, v3, v4 = bus.append(poisoned, opened("10.00"), deposited("5.00"), frozen(), deposited("1.00"))
+    _, _, v3, v4 = bus.append(poisoned, opened("10.00"), deposited("5.00"), frozen(), deposited("1.00"))
     bus.append(healthy, opened("3.00"), deposited("4.00"))
 
     outcome = bus.consume()
@@ -93,7 +94,12 @@ def test_an_unknown_event_type_is_dead_lettered_and_the_good_events_around_it_ar
     assert (summary(poisoned).version, summary(poisoned).balance) == (2, Decimal("15.00"))  # up to the poison
     assert (summary(healthy).version, summary(healthy).balance) == (2, Decimal("7.00"))  # another account: untouched
     poison = letter(v3)
-    assert (poison.reason_type, poison.status, poison.attempts, poison.source) == ("UnknownEventType", "PENDING", 1, "kafka")
+    assert (poison.reason_type, poison.status, poison.attempts, poison.source) == (
+        "UnknownEventType",
+        "PENDING",
+        1,
+        "kafka",
+    )
     assert "FundsFrozen" in poison.reason
     assert (poison.event_type, poison.version, str(poison.account_id)) == ("FundsFrozen", 3, poisoned)
     assert (poison.partition, poison.offset) == (0, 2)
@@ -133,7 +139,12 @@ def test_undecodable_messages_are_dead_lettered_raw_and_the_consumer_moves_on(bu
     assert (outcome.received, outcome.applied, outcome.undecodable, outcome.dead_lettered) == (4, 2, 2, 2)
     assert summary(account).balance == Decimal("3.00")
     binary, envelope_like = DeadLetter.objects.order_by("offset")
-    assert (binary.reason_type, binary.raw_is_base64, binary.offset, binary.message_key) == ("Undecodable", True, 1, account)
+    assert (binary.reason_type, binary.raw_is_base64, binary.offset, binary.message_key) == (
+        "Undecodable",
+        True,
+        1,
+        account,
+    )
     assert dead_letter_raw(binary) == b"\xff\xfe not even text"
     assert str(binary.account_id) == account  # from the key: staff can search by account
     assert not envelope_like.raw_is_base64 and envelope_like.raw_message.startswith('{"event_id": "x"')
@@ -258,8 +269,13 @@ def test_a_poison_event_in_the_outbox_does_not_hold_up_other_accounts(api):
 
 def project_frozen(summary, event):
     return LedgerEntry(
-        account_id=summary.id, version=event.version, event_id=event.event_id, kind="DEPOSIT",
-        amount=Decimal("0.00"), balance_after=summary.balance, occurred_at=event.occurred_at,
+        account_id=summary.id,
+        version=event.version,
+        event_id=event.event_id,
+        kind="DEPOSIT",
+        amount=Decimal("0.00"),
+        balance_after=summary.balance,
+        occurred_at=event.occurred_at,
     )
 
 
@@ -267,7 +283,7 @@ def test_a_retry_after_the_projector_is_added_applies_the_poison_and_catches_the
     account = str(uuid.uuid4())
     _, poison_event, blocked_event = bus.append(account, opened("1.00"), frozen(), deposited("2.00"))
     bus.consume()
-    later, = bus.append(account, deposited("4.00"))  # only in the store so far: nothing consumed it
+    (later,) = bus.append(account, deposited("4.00"))  # only in the store so far: nothing consumed it
     monkeypatch.setitem(projectors.PROJECTORS, "FundsFrozen", project_frozen)  # the fix is deployed
 
     report = retry_dead_letters(dead_letters_to_retry=[letter(poison_event)], event_store=bus.store)
@@ -324,7 +340,9 @@ def test_retrying_an_event_that_was_applied_meanwhile_marks_it_applied_and_chang
 def test_a_rebuild_stops_a_poisoned_account_before_the_poison_and_records_it(api, monkeypatch):
     store = bootstrap.event_store()
     accounts = [
-        api.post("/api/accounts/", {"holder": h, "account_type": "SAVINGS", "opening_balance": "5.00"}, format="json").json()["id"]
+        api.post(
+            "/api/accounts/", {"holder": h, "account_type": "SAVINGS", "opening_balance": "5.00"}, format="json"
+        ).json()["id"]
         for h in ("Poisoned", "Healthy")
     ]
     poison_event, _ = store.append(accounts[0], 1, [frozen(), deposited()])

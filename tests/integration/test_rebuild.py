@@ -1,4 +1,5 @@
 """The read model is derived data: a rebuild from the event store gives it back exactly."""
+
 import random
 import threading
 import uuid
@@ -30,7 +31,9 @@ def read_model_snapshot():
         )
     )
     ledger = sorted(
-        LedgerEntry.objects.values_list("account_id", "version", "event_id", "kind", "amount", "balance_after", "occurred_at")
+        LedgerEntry.objects.values_list(
+            "account_id", "version", "event_id", "kind", "amount", "balance_after", "occurred_at"
+        )
     )
     return summaries, ledger
 
@@ -41,12 +44,20 @@ def busy_bank(api):
     for n in range(12):
         account = api.post(
             "/api/accounts/",
-            {"holder": f"holder {n % 5}", "account_type": rng.choice(["SAVINGS", "CURRENT"]), "opening_balance": "50.00"},
+            {
+                "holder": f"holder {n % 5}",
+                "account_type": rng.choice(["SAVINGS", "CURRENT"]),
+                "opening_balance": "50.00",
+            },
             format="json",
         ).json()
         for _ in range(rng.randint(0, 6)):
             action = rng.choice(["deposits", "withdrawals"])
-            api.post(f"/api/accounts/{account['id']}/{action}", {"amount": f"{rng.randint(1, 4000) / 100:.2f}"}, format="json")
+            api.post(
+                f"/api/accounts/{account['id']}/{action}",
+                {"amount": f"{rng.randint(1, 4000) / 100:.2f}"},
+                format="json",
+            )
         if n % 4 == 0:
             api.post(f"/api/accounts/{account['id']}/close")
 
@@ -132,12 +143,19 @@ def _change_the_last_balance(account_id):
 def _add_an_entry_after_the_last(account_id):
     last = LedgerEntry.objects.filter(account_id=account_id).order_by("-version")[0]
     LedgerEntry.objects.create(
-        account_id=account_id, version=last.version + 1, event_id=uuid.uuid4(), kind="DEPOSIT",
-        amount=1, balance_after=last.balance_after + 1, occurred_at=last.occurred_at,
+        account_id=account_id,
+        version=last.version + 1,
+        event_id=uuid.uuid4(),
+        kind="DEPOSIT",
+        amount=1,
+        balance_after=last.balance_after + 1,
+        occurred_at=last.occurred_at,
     )
 
 
-@pytest.mark.parametrize("damage", [_lose_an_entry_in_the_middle, _change_the_last_balance, _add_an_entry_after_the_last])
+@pytest.mark.parametrize(
+    "damage", [_lose_an_entry_in_the_middle, _change_the_last_balance, _add_an_entry_after_the_last]
+)
 def test_verify_read_model_names_an_account_whose_ledger_is_damaged(busy_bank, damage):
     account_id = _account_with_the_longest_ledger()
     damage(account_id)
@@ -152,7 +170,12 @@ def test_verify_read_model_names_an_account_whose_ledger_is_damaged(busy_bank, d
 def test_verify_read_model_names_a_ledger_without_an_account_in_the_event_store(busy_bank):
     stray = uuid.uuid4()
     LedgerEntry.objects.create(
-        account_id=stray, version=1, event_id=uuid.uuid4(), kind="OPENING", amount=1, balance_after=1,
+        account_id=stray,
+        version=1,
+        event_id=uuid.uuid4(),
+        kind="OPENING",
+        amount=1,
+        balance_after=1,
         occurred_at=timezone.now(),
     )
     assert differing_accounts() == [str(stray)]
@@ -184,7 +207,9 @@ def open_account_with_deposits(api, holder: str, deposits: int = 3) -> str:
 def _rewrite_the_second_entry(account_id):
     """A forged movement in the middle: its amount and the balance after it, consistently."""
     second = LedgerEntry.objects.get(account_id=account_id, version=2)
-    LedgerEntry.objects.filter(pk=second.pk).update(amount=second.amount + 500, balance_after=second.balance_after + 500)
+    LedgerEntry.objects.filter(pk=second.pk).update(
+        amount=second.amount + 500, balance_after=second.balance_after + 500
+    )
 
 
 def test_verify_read_model_names_an_account_whose_ledger_was_rewritten_in_the_middle(api):
@@ -205,9 +230,17 @@ def test_verify_read_model_reports_every_differing_account_with_its_reasons(api)
     from eventstore.store import NewEvent
 
     store = bootstrap.event_store()
-    accounts = {name: open_account_with_deposits(api, name) for name in (
-        "balance", "forged", "lost entry", "missing", "untouched", "stuck",
-    )}
+    accounts = {
+        name: open_account_with_deposits(api, name)
+        for name in (
+            "balance",
+            "forged",
+            "lost entry",
+            "missing",
+            "untouched",
+            "stuck",
+        )
+    }
     AccountSummary.objects.filter(id=accounts["balance"]).update(balance="0.01", holder="Mallory")
     _rewrite_the_second_entry(accounts["forged"])
     LedgerEntry.objects.filter(account_id=accounts["lost entry"], version=3).delete()
@@ -215,7 +248,12 @@ def test_verify_read_model_reports_every_differing_account_with_its_reasons(api)
     AccountSummary.objects.filter(id=accounts["missing"]).delete()
     stray = uuid.uuid4()
     LedgerEntry.objects.create(
-        account_id=stray, version=1, event_id=uuid.uuid4(), kind="OPENING", amount=1, balance_after=1,
+        account_id=stray,
+        version=1,
+        event_id=uuid.uuid4(),
+        kind="OPENING",
+        amount=1,
+        balance_after=1,
         occurred_at=timezone.now(),
     )
     # An event no projector knows: the live projection sets it aside, and the account waits at version 4.
@@ -284,7 +322,7 @@ class BusyBank:
     def _run(self, work, seed: int) -> None:
         try:
             work(seed)
-        except BaseException as error:  # reported by the test, not lost in the thread
+        except BaseException as error:  # noqa: BLE001 - reported by the test, not lost in the thread
             with self.changed:
                 self.errors.append(error)
                 self.changed.notify_all()
@@ -301,12 +339,24 @@ class BusyBank:
             choice = rng.random()
             try:
                 if choice < 0.25:  # new accounts: rows a rebuild's replay reaches too
-                    account = bus.handle(commands.OpenAccount(holder=f"teller {seed}", account_type="CURRENT", opening_balance="20.00"))
+                    account = bus.handle(
+                        commands.OpenAccount(holder=f"teller {seed}", account_type="CURRENT", opening_balance="20.00")
+                    )
                     self.account_ids.append(str(account.id))
                 elif choice < 0.65:
-                    bus.handle(commands.DepositFunds(account_id=uuid.UUID(rng.choice(self.account_ids)), amount=f"{rng.randint(1, 900) / 100:.2f}"))
+                    bus.handle(
+                        commands.DepositFunds(
+                            account_id=uuid.UUID(rng.choice(self.account_ids)),
+                            amount=f"{rng.randint(1, 900) / 100:.2f}",
+                        )
+                    )
                 else:
-                    bus.handle(commands.WithdrawFunds(account_id=uuid.UUID(rng.choice(self.account_ids)), amount=f"{rng.randint(1, 900) / 100:.2f}"))
+                    bus.handle(
+                        commands.WithdrawFunds(
+                            account_id=uuid.UUID(rng.choice(self.account_ids)),
+                            amount=f"{rng.randint(1, 900) / 100:.2f}",
+                        )
+                    )
             except AccountRuleViolation:
                 pass  # insufficient funds: refused, which is a completed command too
             with self.changed:
@@ -343,7 +393,9 @@ def test_a_rebuild_finishes_while_commands_and_the_consumer_run_and_equals_the_e
         if tables == rebuild.COPY_TABLES and not connection.in_atomic_block and not opened_just_before_the_swap:
             from accounts.domain.commands import OpenAccount
 
-            account = bootstrap.command_bus().handle(OpenAccount(holder="Late", account_type="SAVINGS", opening_balance="3.00"))
+            account = bootstrap.command_bus().handle(
+                OpenAccount(holder="Late", account_type="SAVINGS", opening_balance="3.00")
+            )
             opened_just_before_the_swap.append(str(account.id))
         return caught_up
 
@@ -404,8 +456,7 @@ def _project_on_own_connection(events, store, report):
 
     try:
         report.append(project_events(events=events, event_store=store))
-    except BaseException as error:
+    except BaseException as error:  # noqa: BLE001 - returned to the test, which reports it
         report.append(error)
     finally:
         connection.close()
-

@@ -1,4 +1,5 @@
 """Rebuilds as jobs: started through the resource API, watched while they run, one at a time."""
+
 import threading
 from datetime import timedelta
 from io import StringIO
@@ -8,8 +9,8 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from projections.models import AccountSummary, RebuildJob
 from projections import rebuild
+from projections.models import AccountSummary, RebuildJob
 from projections.rebuild import ABANDONED_AFTER, RebuildAbandoned, rebuild_job_run, rebuild_job_start
 from techbank_site import bootstrap
 from techbank_site.api.permissions import REBUILD_READ_MODEL, VIEW_ACCOUNTS
@@ -42,8 +43,16 @@ def test_a_rebuild_started_through_the_api_answers_202_and_can_be_watched_to_its
     job = started.json()
     assert started["Location"] == f"http://testserver/api/rebuilds/{job['id']}"
     assert set(job) == {
-        "id", "status", "events_done", "events_total", "accounts", "requested_by", "started_at", "heartbeat_at",
-        "finished_at", "error",
+        "id",
+        "status",
+        "events_done",
+        "events_total",
+        "accounts",
+        "requested_by",
+        "started_at",
+        "heartbeat_at",
+        "finished_at",
+        "error",
     }
     assert (job["status"], job["requested_by"], job["finished_at"], job["error"]) == ("RUNNING", "teller", None, "")
     wait_for_the_rebuild_thread(job["id"])
@@ -51,7 +60,11 @@ def test_a_rebuild_started_through_the_api_answers_202_and_can_be_watched_to_its
     assert watched.status_code == 200
     events = bootstrap.event_store().count_events()
     assert {k: watched.json()[k] for k in ("status", "events_done", "events_total", "accounts", "error")} == {
-        "status": "SUCCEEDED", "events_done": events, "events_total": events, "accounts": 1, "error": "",
+        "status": "SUCCEEDED",
+        "events_done": events,
+        "events_total": events,
+        "accounts": 1,
+        "error": "",
     }
     assert watched.json()["finished_at"] is not None
     assert str(AccountSummary.objects.get(id=account_id).balance) == "15.00"
@@ -75,7 +88,9 @@ def test_a_second_rebuild_while_one_runs_is_refused_everywhere_and_nothing_is_st
 def test_a_rebuild_whose_process_stopped_is_taken_over_and_cannot_come_back(api):
     open_account(api)
     stopped = rebuild_job_start()
-    RebuildJob.objects.filter(pk=stopped.pk).update(heartbeat_at=timezone.now() - ABANDONED_AFTER - timedelta(seconds=1))
+    RebuildJob.objects.filter(pk=stopped.pk).update(
+        heartbeat_at=timezone.now() - ABANDONED_AFTER - timedelta(seconds=1)
+    )
 
     started = api.post("/api/rebuilds/")
 

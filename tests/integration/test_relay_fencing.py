@@ -7,9 +7,10 @@ lock and reads the outbox, and only sends once the first relay has finished what
 relay that kept sending after losing its lock would have sent that batch, and the ones after it, before
 the second relay's copy of it lands: older versions after newer ones.
 """
+
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
@@ -65,7 +66,7 @@ class SecondRelaysOutbox:
 
 def store_interleaved_events(store: DjangoEventStore) -> list[str]:
     accounts = [str(uuid.uuid4()) for _ in range(ACCOUNTS)]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for version in range(EVENTS_EACH):
         for account in accounts:
             store.append(account, version, [NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, now, {})])
@@ -73,7 +74,9 @@ def store_interleaved_events(store: DjangoEventStore) -> list[str]:
 
 
 def test_a_relay_whose_lock_is_taken_mid_drain_stops_and_the_topic_never_holds_an_older_event_after_a_newer_one(
-    settings, redis_client, kafka_broker  # noqa: F811
+    settings,
+    redis_client,  # noqa: F811 (fixture)
+    kafka_broker,  # noqa: F811
 ):
     store = DjangoEventStore()
     accounts = store_interleaved_events(store)
@@ -89,8 +92,9 @@ def test_a_relay_whose_lock_is_taken_mid_drain_stops_and_the_topic_never_holds_a
     def run_second_relay():
         try:
             with holding(second_lock):
-                second_relay["sent"] = relay_outbox(event_store=second_outbox, transport=second_transport,
-                                                    lock=second_lock, batch_size=BATCH)
+                second_relay["sent"] = relay_outbox(
+                    event_store=second_outbox, transport=second_transport, lock=second_lock, batch_size=BATCH
+                )
         except BaseException as error:  # noqa: BLE001 - reported by the test below
             second_relay["error"] = error
         finally:
@@ -107,8 +111,12 @@ def test_a_relay_whose_lock_is_taken_mid_drain_stops_and_the_topic_never_holds_a
     first_relay: dict = {}
     try:
         with holding(first_lock):
-            first_relay["sent"] = relay_outbox(event_store=FirstRelaysOutbox(store, take_over),
-                                               transport=first_transport, lock=first_lock, batch_size=BATCH)
+            first_relay["sent"] = relay_outbox(
+                event_store=FirstRelaysOutbox(store, take_over),
+                transport=first_transport,
+                lock=first_lock,
+                batch_size=BATCH,
+            )
     except RelayLockLost as lost:
         first_relay["stopped"] = lost
     finally:

@@ -1,9 +1,10 @@
 """The relay's lock (one relay at a time) on a real Redis: held while a relay runs, lapses soon after one dies,
 and every way of running the relay takes it."""
+
 import os
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.conf import settings
@@ -107,9 +108,10 @@ def kafka_relay(settings, redis_client, kafka_broker):  # noqa: F811
     settings.TECHBANK_KAFKA_BOOTSTRAP = kafka_broker
     bootstrap.reset()
     store = bootstrap.event_store()
-    now = datetime.now(timezone.utc)
-    store.append(str(uuid.uuid4()), 0, [NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, now, {})
-                                        for _ in range(2)])
+    now = datetime.now(UTC)
+    store.append(
+        str(uuid.uuid4()), 0, [NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, now, {}) for _ in range(2)]
+    )
     yield store
     bootstrap.event_transport().close()
     bootstrap.reset()

@@ -3,6 +3,7 @@
 No test here times anything: each shows which way the code went (woken by a nudge or by its timeout,
 how many connections a failing nudge made), and long timeouts only bound a hang.
 """
+
 import logging
 import os
 import socket

@@ -1,6 +1,7 @@
 """The resource API under /api/accounts/: shapes, money as strings, every error code."""
+
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -77,7 +78,7 @@ class CountingReads(DelegatingEventStore):
 
 def deposits(count: int) -> list[NewEvent]:
     return [
-        NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": f"{n}.00"}, datetime.now(timezone.utc), {"issued_by": "teller"})
+        NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": f"{n}.00"}, datetime.now(UTC), {"issued_by": "teller"})
         for n in range(1, count + 1)
     ]
 
@@ -160,7 +161,12 @@ def test_the_list_filters_and_paginates(api):
 
 @pytest.mark.parametrize(
     "query, field",
-    [("balance_gt=abc", "balance_gt"), ("status=FROZEN", "status"), ("account_type=GOLD", "account_type"), ("colour=red", "colour")],
+    [
+        ("balance_gt=abc", "balance_gt"),
+        ("status=FROZEN", "status"),
+        ("account_type=GOLD", "account_type"),
+        ("colour=red", "colour"),
+    ],
 )
 def test_bad_filters_are_a_validation_error(api, query, field):
     response = api.get(f"/api/accounts/?{query}")
@@ -237,7 +243,9 @@ def test_malformed_json_is_a_400(api, raw):
 
 def test_a_body_that_is_not_json_is_a_415(api):
     account = open_account(api)
-    response = api.post(f"/api/accounts/{account['id']}/deposits", "amount=5", content_type="application/x-www-form-urlencoded")
+    response = api.post(
+        f"/api/accounts/{account['id']}/deposits", "amount=5", content_type="application/x-www-form-urlencoded"
+    )
     assert (response.status_code, response.json()["code"]) == (415, "unsupported_media_type")
 
 
@@ -259,7 +267,10 @@ def test_a_wrong_method_is_a_405_in_the_error_shape(api):
     assert (response.status_code, response.json()["code"]) == (405, "method_not_allowed")
 
 
-@pytest.mark.parametrize("method, path", [("get", "/api/accounts/"), ("post", "/api/accounts/"), ("get", f"/api/accounts/{uuid.uuid4()}/events")])
+@pytest.mark.parametrize(
+    "method, path",
+    [("get", "/api/accounts/"), ("post", "/api/accounts/"), ("get", f"/api/accounts/{uuid.uuid4()}/events")],
+)
 def test_anonymous_requests_get_401_in_the_error_shape(anonymous, method, path):
     response = getattr(anonymous, method)(path)
     assert (response.status_code, response.json()["code"]) == (401, "not_authenticated")
@@ -313,7 +324,9 @@ def test_deeply_nested_json_is_a_400_not_a_crash(api):
 def test_a_body_too_large_for_the_server_is_a_json_400(api, settings):
     settings.DEBUG = False
     holder = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
-    response = api.post("/api/accounts/", {"holder": holder, "account_type": "SAVINGS", "opening_balance": "1"}, format="json")
+    response = api.post(
+        "/api/accounts/", {"holder": holder, "account_type": "SAVINGS", "opening_balance": "1"}, format="json"
+    )
     assert response.status_code == 400
     assert response["Content-Type"] == "application/json"
     assert response.json()["code"] in {"bad_request", "malformed_request"}

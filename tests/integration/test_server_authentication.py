@@ -12,9 +12,7 @@ against a test server that enforces it, as far as one does:
 - MySQL/MariaDB: tests/e2e/test_clean_install.py runs the whole stack as a user who
   is not root and may touch only its own database.
 """
-import os
-import subprocess
-import sys
+
 import uuid
 from pathlib import Path
 
@@ -25,9 +23,9 @@ from pymongo.errors import OperationFailure
 
 from eventstore.backends.mongo import MongoEventStore
 from techbank_site import bootstrap
-from tests.integration.test_relay_lock import UNUSED_TRANSPORT
 from tests.contract.event_store_contract import new_event, stream
 from tests.contract.event_transport_contract import account, group, make_event, receive
+from tests.integration.test_relay_lock import UNUSED_TRANSPORT
 from tests.servers.kafka import kafka_broker  # noqa: F401  (the session's broker, a pytest fixture)
 from tests.servers.mongo import running_mongo_server_with_user
 from tests.servers.processes import ServerUnavailable, unavailable
@@ -111,7 +109,7 @@ def test_without_the_right_user_the_event_store_stores_nothing(mongo_requiring_a
     host = url.removeprefix("mongodb://")
     alias = f"auth-refused-{uuid.uuid4().hex[:6]}"
     try:
-        with pytest.raises(OperationFailure, match="(?i)requires authentication|authentication failed"):
+        with pytest.raises(OperationFailure, match=r"(?i)requires authentication|authentication failed"):  # noqa: PT012 - refused at either step
             # Refused at once (the store makes its indexes as it starts), else at the first append.
             store = MongoEventStore(url=f"mongodb://{credentials}{host}/{database}?retryWrites=false", alias=alias)
             store.append(stream(), 0, [new_event(amount="5.00")])

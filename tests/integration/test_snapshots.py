@@ -1,4 +1,5 @@
 """Snapshots through the API on the SQL store (SQLite; MariaDB through scripts/test-mariadb.sh)."""
+
 from decimal import Decimal
 
 import pytest
@@ -51,7 +52,7 @@ def test_a_tampered_snapshot_is_ignored_and_replaced(api):
     assert SnapshotRecord.objects.get(stream_id=account_id).state["balance"] == "5.00"
 
 
-def test_a_snapshot_written_before_the_aggregates_code_changed_is_replayed_past_and_replaced(api, edit_aggregate_code):
+def test_a_snapshot_written_before_the_aggregates_code_changed_is_replayed_past_and_replaced(api, edit_aggregate_code):  # noqa: F811 (fixture)
     account_id = open_account(api)
     for _ in range(EVERY):
         api.post(f"/api/accounts/{account_id}/deposits", {"amount": "1.00"}, format="json")

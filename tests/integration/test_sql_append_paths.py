@@ -2,6 +2,7 @@
 without RETURNING (MySQL: positions from the cursor's lastrowid, conflicts from the row
 count), inside a caller's transaction (Django's atomic block and cursor), and an empty
 append, which still refuses a gap."""
+
 import pytest
 from django.db import connection, transaction
 
@@ -62,9 +63,14 @@ class TestInsideACallersTransaction:
 
     def test_an_append_in_a_transaction_that_rolls_back_leaves_nothing(self, store):
         account = stream()
-        with pytest.raises(RuntimeError), transaction.atomic():
-            store.append(account, 0, [new_event()])
-            raise RuntimeError("the caller's work failed")
+
+        def the_callers_work(then_fails: Exception) -> None:
+            with transaction.atomic():
+                store.append(account, 0, [new_event()])
+                raise then_fails
+
+        with pytest.raises(RuntimeError):
+            the_callers_work(RuntimeError("the caller's work failed"))
         assert store.load_stream(account) == [] and store.unpublished() == []
 
     def test_a_conflict_inside_a_transaction_leaves_the_callers_transaction_usable(self, store):
@@ -110,7 +116,9 @@ class TestWhatAnAppendAnswers:
         ids=["a second opening", "a version beyond the stream", "an empty append beyond the stream"],
     )
     @pytest.mark.parametrize("returning", [True, False], ids=["with RETURNING", "without RETURNING"])
-    def test_a_conflict_names_the_stream_and_the_version_it_expected(self, store, monkeypatch, expected_version, events, returning):
+    def test_a_conflict_names_the_stream_and_the_version_it_expected(
+        self, store, monkeypatch, expected_version, events, returning
+    ):
         if not returning:
             monkeypatch.setattr(connection.features, "can_return_columns_from_insert", False, raising=False)
         account = stream()

@@ -1,6 +1,7 @@
 """The event-store contract against the SQL backend, on whichever database the
 run is configured for: SQLite by default, MariaDB/MySQL or PostgreSQL through
 DATABASE_URL (scripts/test-mariadb.sh)."""
+
 import inspect
 import sys
 import threading
@@ -53,9 +54,11 @@ def writers_waiting_for_a_lock(writers: list[threading.Thread]) -> int:
     # SQLite shows no waiters: a writer in its BEGIN IMMEDIATE while another transaction writes is one.
     frames = sys._current_frames()
     return sum(
-        1 for writer in writers
+        1
+        for writer in writers
         if (frame := frames.get(writer.ident)) is not None
-        and frame.f_code is _APPEND_ONCE and frame.f_lineno == _BEGIN_LINE
+        and frame.f_code is _APPEND_ONCE
+        and frame.f_lineno == _BEGIN_LINE
     )
 
 
@@ -101,8 +104,12 @@ class TestDjangoEventStore(EventStoreContract):
             try:
                 with transaction.atomic():
                     StoredEventRecord.objects.create(
-                        event_id=uuid.uuid4(), stream_id=account, version=2, event_type="Doomed",
-                        data={}, occurred_at=new_event().occurred_at,
+                        event_id=uuid.uuid4(),
+                        stream_id=account,
+                        version=2,
+                        event_type="Doomed",
+                        data={},
+                        occurred_at=new_event().occurred_at,
                     )
                     holding.set()
                     release.wait(10)
@@ -132,8 +139,11 @@ class TestDjangoEventStore(EventStoreContract):
         for t in threads:
             t.start()
         # Released only once every writer waits on the held key: the path this test is about.
-        wait_until(lambda: writers_waiting_for_a_lock(threads) == writers, seconds=30,
-                   failure=lambda: f"{writers_waiting_for_a_lock(threads)} of {writers} writers waiting for the lock")
+        wait_until(
+            lambda: writers_waiting_for_a_lock(threads) == writers,
+            seconds=30,
+            failure=lambda: f"{writers_waiting_for_a_lock(threads)} of {writers} writers waiting for the lock",
+        )
         release.set()
         for t in [holder, *threads]:
             t.join()

@@ -1,5 +1,6 @@
 """The snapshot-store contract against the SQL backend: SQLite by default,
 MariaDB/MySQL through DATABASE_URL (scripts/test-mariadb.sh)."""
+
 import pytest
 from django.db import connection, transaction
 

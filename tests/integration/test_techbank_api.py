@@ -1,4 +1,5 @@
 """The techbank course API, route for route, as its clients use it."""
+
 import uuid
 from decimal import Decimal
 
@@ -37,9 +38,15 @@ def test_deposit_withdraw_and_close_answer_with_techbank_messages(api):
     deposit = api.put(f"/api/v1/depositFunds/{account_id}", {"amount": 50.0}, format="json")
     assert (deposit.status_code, deposit.json()) == (200, {"message": "Deposit funds request completed successfully!"})
     withdraw = api.put(f"/api/v1/withdrawFunds/{account_id}", {"amount": 25.0}, format="json")
-    assert (withdraw.status_code, withdraw.json()) == (200, {"message": "Withdraw funds request completed successfully!"})
+    assert (withdraw.status_code, withdraw.json()) == (
+        200,
+        {"message": "Withdraw funds request completed successfully!"},
+    )
     close = api.delete(f"/api/v1/closeBankAccount/{account_id}")
-    assert (close.status_code, close.json()) == (200, {"message": "Bank account closure request successfully completed!"})
+    assert (close.status_code, close.json()) == (
+        200,
+        {"message": "Bank account closure request successfully completed!"},
+    )
 
 
 def test_money_arrives_as_json_numbers_and_is_kept_exact(api):
@@ -148,7 +155,9 @@ def test_a_bad_opening_is_refused_with_400_naming_the_field(api, body, field):
     assert StoredEventRecord.objects.count() == 0
 
 
-@pytest.mark.parametrize("method, path", [("put", "depositFunds"), ("put", "withdrawFunds"), ("delete", "closeBankAccount")])
+@pytest.mark.parametrize(
+    "method, path", [("put", "depositFunds"), ("put", "withdrawFunds"), ("delete", "closeBankAccount")]
+)
 def test_an_unknown_account_answers_404(api, method, path):
     for account_id in (uuid.uuid4(), "not-a-uuid"):
         response = getattr(api, method)(f"/api/v1/{path}/{account_id}", {"amount": 1}, format="json")

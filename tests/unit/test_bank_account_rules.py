@@ -1,5 +1,6 @@
 """The bank's rules as a client meets them: each refusal names its field and problem
 (the API answers `{field: [problem]}`), each event carries its account and request."""
+
 import uuid
 from decimal import Decimal
 
@@ -11,7 +12,12 @@ from accounts.domain.events import AccountClosed, FundsWithdrawn
 
 
 def opened(**changes) -> BankAccount:
-    fields = {"account_id": uuid.uuid4(), "holder": "Ada Lovelace", "account_type": "SAVINGS", "opening_balance": "100.00"}
+    fields = {
+        "account_id": uuid.uuid4(),
+        "holder": "Ada Lovelace",
+        "account_type": "SAVINGS",
+        "opening_balance": "100.00",
+    }
     fields.update(changes)
     return BankAccount.open(**fields)
 
@@ -73,7 +79,12 @@ def test_every_event_carries_its_account_and_the_request_that_caused_it():
     account.withdraw("1.00", metadata={**request, "idempotency_key": "k-out"})
     account.close(metadata={**request, "idempotency_key": "k-close"})
     assert [event.account_id for event in account.pending_events] == [account.id] * 4
-    assert [event.metadata["idempotency_key"] for event in account.pending_events] == ["k-open", "k-in", "k-out", "k-close"]
+    assert [event.metadata["idempotency_key"] for event in account.pending_events] == [
+        "k-open",
+        "k-in",
+        "k-out",
+        "k-close",
+    ]
     withdrawn, closed = account.pending_events[2:]
     assert isinstance(withdrawn, FundsWithdrawn) and withdrawn.metadata == {**request, "idempotency_key": "k-out"}
     assert isinstance(closed, AccountClosed) and closed.metadata == {**request, "idempotency_key": "k-close"}

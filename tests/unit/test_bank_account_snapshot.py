@@ -1,7 +1,8 @@
 """An account restored from its snapshot behaves exactly as the account replayed from all its events."""
+
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -17,7 +18,10 @@ def state(account: BankAccount) -> dict:
 def account_with_history() -> BankAccount:
     """An account after keyed and unkeyed requests by two users, its events stored (pending cleared)."""
     account = BankAccount.open(
-        account_id=uuid.uuid4(), holder="Zoë Ñandú", account_type="CURRENT", opening_balance="100.10",
+        account_id=uuid.uuid4(),
+        holder="Zoë Ñandú",
+        account_type="CURRENT",
+        opening_balance="100.10",
         metadata={"issued_by": "teller", "idempotency_key": "open-1"},
     )
     account.deposit("0.01", metadata={"issued_by": "teller", "idempotency_key": "k-1"})
@@ -75,11 +79,13 @@ def test_a_restored_account_answers_has_handled_exactly_as_the_replayed_one():
 
 def test_old_idempotency_keys_are_kept_for_callers_that_ask_without_a_time_to_live():
     account = account_with_history()
-    long_ago = datetime(2001, 1, 1, tzinfo=timezone.utc)
+    long_ago = datetime(2001, 1, 1, tzinfo=UTC)
     account.handled_requests[("teller", "ancient")] = long_ago
     restored = BankAccount.from_snapshot(account.id, through_json(account.to_snapshot()))
     assert restored.has_handled({"issued_by": "teller", "idempotency_key": "ancient"})
-    assert not restored.has_handled({"issued_by": "teller", "idempotency_key": "ancient"}, since=long_ago + timedelta(days=1))
+    assert not restored.has_handled(
+        {"issued_by": "teller", "idempotency_key": "ancient"}, since=long_ago + timedelta(days=1)
+    )
 
 
 def test_the_rules_hold_on_a_restored_account():
@@ -120,17 +126,28 @@ def _corrupted(**changes) -> dict:
         _corrupted(opened_at="2026-11-26T09:30:00"),
         _corrupted(handled_requests=[["teller", "k-1"]]),
         _corrupted(handled_requests=[["teller", 7, "2026-11-26T09:30:00+00:00"]]),
+        # A request with no time would be forgotten (has_handled is False), so a retry would move money again.
+        _corrupted(handled_requests=[["teller", "k-1", None]]),
         _corrupted(handled_requests=None),
         {},
     ],
     # Plain ASCII ids: pytest escapes non-ASCII ids again each time it collects in one
     # process, and mutmut (make mutation) collects several times.
     ids=[
-        "no balance", "a float balance", "a balance that is no number", "a NaN balance",
-        "a version that is text", "a version that is a bool", "version 0",
-        "is_closed that is text", "never opened", "an opening time without a zone",
-        "a handled request without a time", "a handled request with a number for a key",
-        "no handled requests", "empty",
+        "no balance",
+        "a float balance",
+        "a balance that is no number",
+        "a NaN balance",
+        "a version that is text",
+        "a version that is a bool",
+        "version 0",
+        "is_closed that is text",
+        "never opened",
+        "an opening time without a zone",
+        "a handled request without a time",
+        "a handled request with a number for a key",
+        "no handled requests",
+        "empty",
     ],
 )
 def test_a_corrupt_snapshot_is_refused(snapshot):

@@ -1,5 +1,6 @@
 """Snapshots at their edges: a closed account, an account just opened, a key exactly as old as the
 cut-off, and refusals that say why (the repository logs the reason and replays instead)."""
+
 import json
 import uuid
 from datetime import timedelta
@@ -31,11 +32,16 @@ def test_an_account_just_opened_restores_from_its_snapshot():
 
 def test_a_key_handled_exactly_at_the_cut_off_is_still_in_the_snapshot():
     account = BankAccount.open(
-        account_id=uuid.uuid4(), holder="Ada", account_type="SAVINGS", opening_balance="1.00",
+        account_id=uuid.uuid4(),
+        holder="Ada",
+        account_type="SAVINGS",
+        opening_balance="1.00",
         metadata={"issued_by": "teller", "idempotency_key": "k"},
     )
     handled_at = account.pending_events[0].occurred_at
-    assert account.to_snapshot(handled_since=handled_at)["handled_requests"] == [["teller", "k", handled_at.isoformat()]]
+    assert account.to_snapshot(handled_since=handled_at)["handled_requests"] == [
+        ["teller", "k", handled_at.isoformat()]
+    ]
     assert account.to_snapshot(handled_since=handled_at + timedelta(microseconds=1))["handled_requests"] == []
 
 
@@ -48,7 +54,10 @@ def _snapshot(**changes) -> dict:
     "changes, reason",
     [
         ({"version": "4"}, "Not a snapshot of a bank account: TypeError(\"'4' is not a int\")"),
-        ({"opened_at": "2026-11-26T09:30:00"}, "Not a snapshot of a bank account: ValueError(\"'2026-11-26T09:30:00' has no time zone\")"),
+        (
+            {"opened_at": "2026-11-26T09:30:00"},
+            "Not a snapshot of a bank account: ValueError(\"'2026-11-26T09:30:00' has no time zone\")",
+        ),
         ({"version": 0}, "Not a snapshot of a bank account: no opening"),
     ],
 )

@@ -55,8 +55,10 @@ def kafka_settings(settings):
 
 def test_with_sasl_configured_every_kafka_client_gets_the_mechanism_and_the_user(kafka_settings):
     assert bootstrap.kafka_authentication() == {
-        "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
-        "sasl_plain_username": "techbank", "sasl_plain_password": "secret",
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "techbank",
+        "sasl_plain_password": "secret",
     }
 
 
@@ -71,8 +73,9 @@ def test_sasl_without_a_password_is_refused_with_what_to_set(kafka_settings):
         bootstrap.kafka_authentication()
 
 
-@pytest.mark.parametrize("setting, value", [("TECHBANK_KAFKA_SECURITY_PROTOCOL", "SASL"),
-                                            ("TECHBANK_KAFKA_SASL_MECHANISM", "GSSAPI")])
+@pytest.mark.parametrize(
+    "setting, value", [("TECHBANK_KAFKA_SECURITY_PROTOCOL", "SASL"), ("TECHBANK_KAFKA_SASL_MECHANISM", "GSSAPI")]
+)
 def test_an_unknown_kafka_protocol_or_mechanism_is_refused_with_the_choices(kafka_settings, setting, value):
     setattr(kafka_settings, setting, value)
     with pytest.raises(ValueError, match=f"{setting}='{value}' is not one of"):

@@ -1,6 +1,7 @@
 """One rule for "this is CI, nothing may skip", everywhere: CI set to anything
 but empty, false or 0. Runners set CI=true, CI=1, CI=TRUE; each must count, in
 the tests' helper and in the scripts the Makefile and .ci/run use."""
+
 import os
 import re
 import subprocess
@@ -54,8 +55,9 @@ def test_a_missing_service_skips_the_test_elsewhere(monkeypatch):
 def _test_mariadb_against_nothing(ci: str | None) -> subprocess.CompletedProcess:
     # Port 1 on the loopback: refused at once; the script's own venv check uses this interpreter's.
     env = {**_env(ci), "TECHBANK_TEST_MYSQL_URL": "mysql://root@127.0.0.1:1/techbank", "VENV": sys.prefix}
-    return subprocess.run([str(TEST_MARIADB), "--collect-only", "-q"], env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [str(TEST_MARIADB), "--collect-only", "-q"], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize("ci", ["1", "TRUE", "true"])

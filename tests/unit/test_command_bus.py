@@ -1,6 +1,8 @@
 """The command side with fakes behind the project's own interfaces."""
+
 import threading
 import uuid
+from datetime import UTC
 from decimal import Decimal
 
 import pytest
@@ -38,7 +40,9 @@ class ConflictingEventStore(InMemoryEventStore):
 def make_bus(store=None, max_attempts=5):
     store = store or InMemoryEventStore()
     publisher = FakePublisher()
-    bus = CommandBus(accounts=BankAccountRepository(store), publisher=publisher, max_attempts=max_attempts, backoff_seconds=0)
+    bus = CommandBus(
+        accounts=BankAccountRepository(store), publisher=publisher, max_attempts=max_attempts, backoff_seconds=0
+    )
     return bus, store, publisher
 
 
@@ -59,7 +63,9 @@ def test_a_command_stores_and_publishes_its_events():
 def test_the_command_metadata_is_recorded_on_the_events():
     bus, store, _ = make_bus()
     meta = commands.CommandMetadata(issued_by="teller-7", correlation_id="req-42")
-    account = bus.handle(commands.OpenAccount(holder="G", account_type="SAVINGS", opening_balance=Decimal("1"), metadata=meta))
+    account = bus.handle(
+        commands.OpenAccount(holder="G", account_type="SAVINGS", opening_balance=Decimal("1"), metadata=meta)
+    )
     assert store.load_stream(str(account.id))[0].metadata == {
         "issued_by": "teller-7",
         "correlation_id": "req-42",
@@ -82,7 +88,7 @@ def test_an_unknown_account_is_not_found():
 
 
 def test_a_lost_race_is_retried_from_a_fresh_load():
-    bus, store, _ = make_bus(ConflictingEventStore(losses=3))
+    bus, _, _ = make_bus(ConflictingEventStore(losses=3))
     account = open_account(bus)
     result = bus.handle(commands.WithdrawFunds(account_id=account.id, amount=Decimal("1")))
     assert result.version == 2 and result.balance == Decimal("99.00")
@@ -135,8 +141,12 @@ def test_a_command_repeated_under_the_same_key_has_no_second_effect():
 
 def test_an_opening_repeated_under_the_same_key_finds_the_account_it_opened():
     bus, store, _ = make_bus()
-    first = bus.handle(commands.OpenAccount(holder="H", account_type="SAVINGS", opening_balance=Decimal("1"), metadata=keyed("open-1")))
-    again = bus.handle(commands.OpenAccount(holder="H", account_type="SAVINGS", opening_balance=Decimal("1"), metadata=keyed("open-1")))
+    first = bus.handle(
+        commands.OpenAccount(holder="H", account_type="SAVINGS", opening_balance=Decimal("1"), metadata=keyed("open-1"))
+    )
+    again = bus.handle(
+        commands.OpenAccount(holder="H", account_type="SAVINGS", opening_balance=Decimal("1"), metadata=keyed("open-1"))
+    )
     assert again.id == first.id and store.count_events() == 1
 
 
@@ -149,12 +159,12 @@ def test_keys_belong_to_their_user():
 
 
 def test_a_key_older_than_its_time_to_live_is_a_new_request():
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     bus, store, _ = make_bus()
     account = open_account(bus)
     bus.handle(commands.DepositFunds(account_id=account.id, amount=Decimal("1.00"), metadata=keyed("old")))
-    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    later = datetime.now(UTC) + timedelta(seconds=1)
     bus.handle(commands.DepositFunds(account_id=account.id, amount=Decimal("1.00"), metadata=keyed("old", since=later)))
     assert BankAccountRepository(store).get(account.id).balance == Decimal("102.00")
 
@@ -174,8 +184,11 @@ class CountingLoads(InMemoryEventStore):
 
 def reusing_bus(store, max_attempts=5):
     return CommandBus(
-        accounts=BankAccountRepository(store), publisher=FakePublisher(), max_attempts=max_attempts,
-        backoff_seconds=0, recent_accounts=100,
+        accounts=BankAccountRepository(store),
+        publisher=FakePublisher(),
+        max_attempts=max_attempts,
+        backoff_seconds=0,
+        recent_accounts=100,
     )
 
 

@@ -1,8 +1,9 @@
 """Each command through the bus, as a client retrying it would see it: closing, withdrawing and
 opening under an idempotency key, and how a lost race is retried and logged."""
+
 import logging
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -19,7 +20,8 @@ def test_closing_stores_an_account_closed_event_with_the_request_on_it():
     assert closed.is_closed and closed.version == 2
     [_, event] = store.load_stream(str(account.id))
     assert (event.event_type, event.metadata) == (
-        "AccountClosed", {"issued_by": "teller", "correlation_id": "c", "idempotency_key": "close-1"},
+        "AccountClosed",
+        {"issued_by": "teller", "correlation_id": "c", "idempotency_key": "close-1"},
     )
     assert [e.event_type for e in publisher.published] == ["AccountOpened", "AccountClosed"]
 
@@ -51,7 +53,9 @@ def test_a_withdrawal_repeated_under_the_same_key_takes_the_money_once_and_recor
     bus, store, _ = make_bus()
     account = open_account(bus, "100.00")
     for _ in range(2):
-        answer = bus.handle(commands.WithdrawFunds(account_id=account.id, amount=Decimal("30.00"), metadata=keyed("w-1")))
+        answer = bus.handle(
+            commands.WithdrawFunds(account_id=account.id, amount=Decimal("30.00"), metadata=keyed("w-1"))
+        )
     assert answer.balance == Decimal("70.00") and store.count_events() == 2
     assert store.load_stream(str(account.id))[1].metadata["idempotency_key"] == "w-1"
 
@@ -60,7 +64,7 @@ def test_an_opening_under_a_key_older_than_its_time_to_live_opens_a_second_accou
     bus, store, _ = make_bus()
     opening = {"holder": "H", "account_type": "SAVINGS", "opening_balance": Decimal("1")}
     first = bus.handle(commands.OpenAccount(**opening, metadata=keyed("open-1")))
-    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    later = datetime.now(UTC) + timedelta(seconds=1)
     second = bus.handle(commands.OpenAccount(**opening, metadata=keyed("open-1", since=later)))
     assert isinstance(second.id, uuid.UUID) and second.id != first.id
     repository = BankAccountRepository(store)
@@ -69,7 +73,7 @@ def test_an_opening_under_a_key_older_than_its_time_to_live_opens_a_second_accou
 
 
 def test_a_command_that_loses_every_race_but_the_last_allowed_attempt_goes_through():
-    bus, store, _ = make_bus(ConflictingEventStore(losses=4), max_attempts=5)
+    bus, _, _ = make_bus(ConflictingEventStore(losses=4), max_attempts=5)
     account = open_account(bus)
     assert bus.handle(commands.DepositFunds(account_id=account.id, amount=Decimal("1"))).version == 2
 

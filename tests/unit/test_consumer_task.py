@@ -1,6 +1,7 @@
 """The Celery consumer task keeps its group member between runs; a batch it could not apply must come again."""
+
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.conf import settings
@@ -44,9 +45,11 @@ def in_memory_stack(monkeypatch):
 
 def test_a_batch_the_read_database_refused_is_applied_by_the_next_run_not_skipped(in_memory_stack, monkeypatch):
     store, transport = in_memory_stack
-    store.append(str(uuid.uuid4()), 0, [
-        NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, datetime.now(timezone.utc), {}) for _ in range(2)
-    ])
+    store.append(
+        str(uuid.uuid4()),
+        0,
+        [NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, datetime.now(UTC), {}) for _ in range(2)],
+    )
     transport.send(store.unpublished())
     projector = ReadDatabaseDownOnce()
     monkeypatch.setattr(consumer, "project_deliveries", projector)

@@ -1,4 +1,5 @@
 """The in-memory relay lock the unit tests use keeps to the relay-lock contract, as the Redis lock does."""
+
 import pytest
 
 from tests.contract.relay_lock_contract import RelayLockContract

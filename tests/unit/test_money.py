@@ -54,7 +54,7 @@ def test_anything_but_an_exact_sane_amount_is_refused(bad, problem):
 
 @pytest.mark.parametrize("bad", [Decimal("0"), Decimal("0.00"), Decimal("-5"), "-0.01"])
 def test_movements_must_be_positive(bad):
-    with pytest.raises(InvalidAmount, match="greater than 0.00"):
+    with pytest.raises(InvalidAmount, match=r"greater than 0\.00"):
         positive_money(bad)
 
 

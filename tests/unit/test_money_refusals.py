@@ -1,4 +1,5 @@
 """A refused amount names its field and says exactly what is wrong (the API answers `{field: [problem]}`)."""
+
 from decimal import Decimal
 
 import pytest

@@ -1,6 +1,7 @@
 """Projectors on unsaved rows: an event they cannot apply is refused before it changes anything."""
+
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -11,7 +12,7 @@ from projections.projectors import CorruptEvent, UnknownEventType, apply_event
 
 
 def stored(event_type: str, version: int, **data) -> StoredEvent:
-    return StoredEvent(uuid.uuid4(), "acc", version, event_type, data, datetime.now(timezone.utc), {})
+    return StoredEvent(uuid.uuid4(), "acc", version, event_type, data, datetime.now(UTC), {})
 
 
 def open_summary() -> AccountSummary:

@@ -1,7 +1,8 @@
 """What each projector writes: the summary a lookup shows and the ledger row a statement shows,
 and for an event it cannot apply, a reason staff can act on (it becomes the dead letter's reason)."""
+
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -10,7 +11,7 @@ from eventstore.store import StoredEvent
 from projections.models import AccountStatus, AccountSummary, EntryKind
 from projections.projectors import BALANCE_LIMIT, CorruptEvent, LedgerRow, UnknownEventType, apply_event
 
-OPENED_AT = datetime(2026, 11, 26, 9, 30, tzinfo=timezone.utc)
+OPENED_AT = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
 
 
 def stored(event_type: str, version: int, **data) -> StoredEvent:
@@ -33,10 +34,16 @@ def test_an_opening_fills_the_summary_and_writes_the_opening_balance_to_the_ledg
     event = stored("AccountOpened", 1, holder="Ada Lovelace", account_type="CURRENT", opening_balance="10.50")
     entry = apply_event(summary, event)
     assert (summary.holder, summary.account_type, summary.balance, summary.status, summary.version) == (
-        "Ada Lovelace", "CURRENT", Decimal("10.50"), AccountStatus.OPEN, 1,
+        "Ada Lovelace",
+        "CURRENT",
+        Decimal("10.50"),
+        AccountStatus.OPEN,
+        1,
     )
     assert (summary.opened_at, summary.closed_at) == (event.occurred_at, None)
-    assert entry == LedgerRow(summary.id, 1, event.event_id, EntryKind.OPENING, Decimal("10.50"), Decimal("10.50"), event.occurred_at)
+    assert entry == LedgerRow(
+        summary.id, 1, event.event_id, EntryKind.OPENING, Decimal("10.50"), Decimal("10.50"), event.occurred_at
+    )
 
 
 def test_an_opening_replayed_onto_a_closed_row_opens_it_again():
@@ -51,8 +58,12 @@ def test_deposits_and_withdrawals_write_the_amount_and_the_balance_after_it():
     summary = opened("10.00")
     deposit, withdrawal = stored("FundsDeposited", 2, amount="2.50"), stored("FundsWithdrawn", 3, amount=5)
     deposited, withdrawn = apply_event(summary, deposit), apply_event(summary, withdrawal)
-    assert deposited == LedgerRow(summary.id, 2, deposit.event_id, EntryKind.DEPOSIT, Decimal("2.50"), Decimal("12.50"), deposit.occurred_at)
-    assert withdrawn == LedgerRow(summary.id, 3, withdrawal.event_id, EntryKind.WITHDRAWAL, Decimal("5"), Decimal("7.50"), withdrawal.occurred_at)
+    assert deposited == LedgerRow(
+        summary.id, 2, deposit.event_id, EntryKind.DEPOSIT, Decimal("2.50"), Decimal("12.50"), deposit.occurred_at
+    )
+    assert withdrawn == LedgerRow(
+        summary.id, 3, withdrawal.event_id, EntryKind.WITHDRAWAL, Decimal("5"), Decimal("7.50"), withdrawal.occurred_at
+    )
     assert (summary.balance, summary.version) == (Decimal("7.50"), 3)
 
 
@@ -61,9 +72,14 @@ def test_a_closing_closes_the_summary_at_its_time_and_writes_a_zero_closure_row(
     closing = stored("AccountClosed", 2)
     entry = apply_event(summary, closing)
     assert (summary.status, summary.closed_at, summary.opened_at, summary.balance) == (
-        AccountStatus.CLOSED, closing.occurred_at, OPENED_AT + timedelta(minutes=1), Decimal("10.00"),
+        AccountStatus.CLOSED,
+        closing.occurred_at,
+        OPENED_AT + timedelta(minutes=1),
+        Decimal("10.00"),
     )
-    assert entry == LedgerRow(summary.id, 2, closing.event_id, EntryKind.CLOSURE, Decimal("0.00"), Decimal("10.00"), closing.occurred_at)
+    assert entry == LedgerRow(
+        summary.id, 2, closing.event_id, EntryKind.CLOSURE, Decimal("0.00"), Decimal("10.00"), closing.occurred_at
+    )
 
 
 def test_the_balance_may_reach_the_limit_either_way_but_not_pass_it():

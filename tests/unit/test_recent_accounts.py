@@ -1,5 +1,6 @@
 """RecentAccounts, the command bus's copies of the accounts it stored last: which it keeps, which it
 lets go, and how it stops reusing copies while most of them turn out out of date."""
+
 import itertools
 import uuid
 

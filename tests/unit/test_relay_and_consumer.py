@@ -1,6 +1,7 @@
 """Relay (outbox -> topic) and consumer (topic -> projector), with in-memory parts."""
+
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.db import OperationalError
@@ -22,7 +23,7 @@ def held_lock() -> FakeRelayLock:
 
 
 def deposit() -> NewEvent:
-    return NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, datetime.now(timezone.utc), {})
+    return NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, datetime.now(UTC), {})
 
 
 class BrokenTransport(InMemoryTransport):
@@ -125,7 +126,9 @@ class RecordingProjector:
             raise OperationalError("read database down")
         self.batches.append([d.event.version if d.event else d.problem for d in deliveries])
         undecodable = sum(d.event is None for d in deliveries)
-        return ProjectionOutcome(applied=len(deliveries) - undecodable, dead_lettered=undecodable, undecodable=undecodable)
+        return ProjectionOutcome(
+            applied=len(deliveries) - undecodable, dead_lettered=undecodable, undecodable=undecodable
+        )
 
 
 def test_the_consumer_applies_a_batch_then_commits(monkeypatch):

@@ -3,10 +3,11 @@
 No test sleeps to let something happen: each waits for the thing itself (a refused acquire,
 a failed send), with a deadline that only bounds a hang.
 """
+
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from eventstore.backends.memory import InMemoryEventStore
 from eventstore.relay import follow_outbox
@@ -17,7 +18,7 @@ from tests.fake_relay_lock import FakeRelayLock
 
 
 def deposit() -> NewEvent:
-    return NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, datetime.now(timezone.utc), {})
+    return NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, datetime.now(UTC), {})
 
 
 class FakeWakeUps:
@@ -46,10 +47,18 @@ class Follower:
     def __init__(self, store, transport, lock, wake_ups=None, idle_seconds=5.0, batch_size=500):
         self.stop = threading.Event()
         self.wake_ups = wake_ups or FakeWakeUps()
-        self.thread = threading.Thread(target=lambda: follow_outbox(
-            event_store=store, transport=transport, lock=lock, wake_ups=self.wake_ups,
-            stopping=self.stop.is_set, idle_seconds=idle_seconds, retry_seconds=0.05, batch_size=batch_size,
-        ))
+        self.thread = threading.Thread(
+            target=lambda: follow_outbox(
+                event_store=store,
+                transport=transport,
+                lock=lock,
+                wake_ups=self.wake_ups,
+                stopping=self.stop.is_set,
+                idle_seconds=idle_seconds,
+                retry_seconds=0.05,
+                batch_size=batch_size,
+            )
+        )
 
     def __enter__(self):
         self.thread.start()

@@ -1,10 +1,11 @@
 """Loading an account from its snapshot and the events after it, never trusting a stale or broken one."""
+
 import logging
 import subprocess
 import sys
 import uuid
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -16,8 +17,8 @@ from accounts.service_layer.command_bus import CommandBus
 from accounts.service_layer.publisher import EventPublisher
 from eventstore.backends.memory import InMemoryEventStore, InMemorySnapshotStore
 from eventstore.snapshots import Snapshot, SnapshotStore
-from tests.delegating_store import DelegatingEventStore
 from tests.aggregate_code import REPLAY_CODE, edit_aggregate_code  # noqa: F401 (fixture)
+from tests.delegating_store import DelegatingEventStore
 
 EVERY = 10
 
@@ -113,7 +114,7 @@ def test_without_a_snapshot_store_every_load_replays_the_whole_stream(events, sn
     assert events.loads == [list(range(1, 26))] * 2
 
 
-def test_the_fingerprint_changes_when_any_code_a_replay_runs_changes(edit_aggregate_code):
+def test_the_fingerprint_changes_when_any_code_a_replay_runs_changes(edit_aggregate_code):  # noqa: F811 (fixture)
     before = aggregate_schema()
     for module in REPLAY_CODE:
         edit_aggregate_code(module)
@@ -126,7 +127,10 @@ def test_the_fingerprint_is_the_same_in_a_new_process_running_the_same_code():
     # Else no snapshot would survive a restart: each process would find every one "from other code".
     other_process = subprocess.run(
         [sys.executable, "-c", "from accounts.adapters.repository import aggregate_schema; print(aggregate_schema())"],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert other_process.stdout.strip() == aggregate_schema()
 
@@ -138,7 +142,9 @@ def test_by_default_snapshots_carry_the_fingerprint_of_the_aggregates_code(event
 
 
 def test_a_snapshot_written_before_the_aggregates_code_changed_is_not_trusted_but_replaced(
-    events, snapshots, edit_aggregate_code
+    events,
+    snapshots,
+    edit_aggregate_code,  # noqa: F811 (fixture)
 ):
     old_code = BankAccountRepository(events, snapshots, snapshot_every=EVERY)
     account = account_of(old_code, deposits=24)  # 25 events, a snapshot at 20
@@ -188,10 +194,21 @@ def test_a_corrupt_snapshot_is_ignored_and_replaced(events, snapshots, corrupt, 
     # Replaced, right after that replay, by the account at version 25, spelled out here rather than
     # made by to_snapshot() (which would then be checked against itself).
     opened_at = events.inner.load_stream(str(account.id))[0].occurred_at
-    assert snapshots.get(str(account.id)) == Snapshot(str(account.id), 25, repo.schema, {
-        "version": 25, "holder": "Ada", "account_type": "SAVINGS", "balance": "25.00", "is_closed": False,
-        "opened_at": opened_at.isoformat(), "closed_at": None, "handled_requests": [],
-    })
+    assert snapshots.get(str(account.id)) == Snapshot(
+        str(account.id),
+        25,
+        repo.schema,
+        {
+            "version": 25,
+            "holder": "Ada",
+            "account_type": "SAVINGS",
+            "balance": "25.00",
+            "is_closed": False,
+            "opened_at": opened_at.isoformat(),
+            "closed_at": None,
+            "handled_requests": [],
+        },
+    )
     events.loads.clear()
     assert repository(events, snapshots).get(account.id).balance == Decimal("26.00")
     assert events.loads == [[25, 26]]  # from the replacement
@@ -234,8 +251,10 @@ def keyed(key: str, since=None) -> commands.CommandMetadata:
 
 def test_a_request_repeated_after_a_snapshot_has_no_second_effect(events, snapshots):
     bus = CommandBus(accounts=repository(events, snapshots), publisher=NoPublisher())
-    account = bus.handle(commands.OpenAccount(holder="Ada", account_type="SAVINGS", opening_balance="0.00", metadata=keyed("open")))
-    first = datetime.now(timezone.utc)
+    account = bus.handle(
+        commands.OpenAccount(holder="Ada", account_type="SAVINGS", opening_balance="0.00", metadata=keyed("open"))
+    )
+    first = datetime.now(UTC)
     bus.handle(commands.DepositFunds(account_id=account.id, amount="5.00", metadata=keyed("k-1")))
     for n in range(3 * EVERY):
         bus.handle(commands.DepositFunds(account_id=account.id, amount="1.00", metadata=keyed(f"other-{n}")))
@@ -250,14 +269,18 @@ def test_a_request_repeated_after_a_snapshot_has_no_second_effect(events, snapsh
     assert all(loaded[0] == 30 for loaded in events.loads)  # from the snapshot
     assert replayed(events, account.id).balance == Decimal("35.00")
     # Past its time to live the key is a new request, as without snapshots.
-    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    later = datetime.now(UTC) + timedelta(seconds=1)
     bus.handle(commands.DepositFunds(account_id=account.id, amount="5.00", metadata=keyed("k-1", since=later)))
     assert replayed(events, account.id).balance == Decimal("40.00")
 
 
 def test_snapshots_leave_out_expired_idempotency_keys_but_keep_live_ones(events, snapshots):
-    bus = CommandBus(accounts=repository(events, snapshots, idempotency_ttl=timedelta(hours=24)), publisher=NoPublisher())
-    account = bus.handle(commands.OpenAccount(holder="Ada", account_type="SAVINGS", opening_balance="0.00", metadata=keyed("open")))
+    bus = CommandBus(
+        accounts=repository(events, snapshots, idempotency_ttl=timedelta(hours=24)), publisher=NoPublisher()
+    )
+    account = bus.handle(
+        commands.OpenAccount(holder="Ada", account_type="SAVINGS", opening_balance="0.00", metadata=keyed("open"))
+    )
     repo = bus.accounts  # a deposit keyed two days ago, then live keyed ones up to a snapshot
     stale = repo.get(account.id)
     stale.deposit("1.00", metadata={"issued_by": "teller", "idempotency_key": "two-days-old"})
@@ -267,7 +290,7 @@ def test_snapshots_leave_out_expired_idempotency_keys_but_keep_live_ones(events,
         bus.handle(commands.DepositFunds(account_id=account.id, amount="1.00", metadata=keyed(f"live-{n}")))
     kept = {key for _, key, _ in snapshots.get(str(account.id)).state["handled_requests"]}
     assert "two-days-old" not in kept and {"open", "live-0"} <= kept
-    since = datetime.now(timezone.utc) - timedelta(hours=24)
+    since = datetime.now(UTC) - timedelta(hours=24)
     restored = repository(events, snapshots).get(account.id)
     assert restored.has_handled({"issued_by": "teller", "idempotency_key": "live-0"}, since=since)
     assert not restored.has_handled({"issued_by": "teller", "idempotency_key": "two-days-old"}, since=since)

@@ -1,15 +1,23 @@
 """What is tested is what users get: every requirements-*.txt pins every package
 it installs, transitive ones too (make lock compiles them from requirements-*.in),
 and the test and benchmark sets hold the product's packages at the product's versions."""
+
 import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[(?P<extras>[a-z0-9,._-]+)\])?==(?P<version>[A-Za-z0-9.+!-]+)$")
-LOCKED = ["requirements.txt", "requirements-mysql.txt", "requirements-dev.txt", "requirements-bench.txt",
-          "requirements-mutation.txt"]
+PIN = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[(?P<extras>[a-z0-9,._-]+)\])?==(?P<version>[A-Za-z0-9.+!-]+)$"
+)
+LOCKED = [
+    "requirements.txt",
+    "requirements-mysql.txt",
+    "requirements-dev.txt",
+    "requirements-bench.txt",
+    "requirements-mutation.txt",
+]
 
 
 def _canonical(name: str) -> str:
@@ -42,9 +50,12 @@ def test_the_product_pins_the_celery_redis_transport_and_what_it_imports():
 
 
 def test_every_direct_dependency_in_an_in_file_is_pinned_in_its_txt_file():
-    for source, locked in [("requirements.in", "requirements.txt"), ("requirements-dev.in", "requirements-dev.txt"),
-                           ("requirements-bench.in", "requirements-bench.txt"),
-                           ("requirements-mutation.in", "requirements-mutation.txt")]:
+    for source, locked in [
+        ("requirements.in", "requirements.txt"),
+        ("requirements-dev.in", "requirements-dev.txt"),
+        ("requirements-bench.in", "requirements-bench.txt"),
+        ("requirements-mutation.in", "requirements-mutation.txt"),
+    ]:
         wanted = {}
         for raw in (ROOT / source).read_text().splitlines():
             line = raw.split("#", 1)[0].strip()
@@ -56,9 +67,14 @@ def test_every_direct_dependency_in_an_in_file_is_pinned_in_its_txt_file():
         assert {name: have.get(name) for name in wanted} == wanted, f"{locked} is stale: run make lock"
 
 
-@pytest.mark.parametrize("layer, below", [("requirements-dev.txt", "requirements.txt"),
-                                          ("requirements-bench.txt", "requirements-dev.txt"),
-                                          ("requirements-mutation.txt", "requirements-dev.txt")])
+@pytest.mark.parametrize(
+    "layer, below",
+    [
+        ("requirements-dev.txt", "requirements.txt"),
+        ("requirements-bench.txt", "requirements-dev.txt"),
+        ("requirements-mutation.txt", "requirements-dev.txt"),
+    ],
+)
 def test_each_layer_installs_everything_below_it_at_the_same_versions(layer, below):
     upper, lower = pins(layer), pins(below)
     assert {name: upper.get(name) for name in lower} == lower

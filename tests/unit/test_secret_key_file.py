@@ -1,5 +1,6 @@
 """The kept secret key (no TECHBANK_SECRET_KEY): processes that start together,
 as gunicorn's workers do, all get the same whole key, in a file only its owner reads."""
+
 import os
 import stat
 import subprocess
@@ -32,8 +33,17 @@ except Exception as error:
 def race(key_file: Path) -> list[str]:
     # The checkout's own key is not touched: the settings take this one when they import.
     env = {**os.environ, "TECHBANK_SECRET_KEY": "only-so-that-settings-import", "PYTHONPATH": str(ROOT)}
-    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(key_file)], cwd=ROOT, env=env, text=True,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in range(PROCESSES)]
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(key_file)],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        for _ in range(PROCESSES)
+    ]
     try:
         for racer in racers:
             assert racer.stdout.readline().strip() == "ready"

@@ -1,6 +1,7 @@
 """StreamEvents: a stream as a sequence a paginator can slice, reading only each slice."""
+
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.core.paginator import Paginator
@@ -29,8 +30,7 @@ def store():
 def stream_of(store, length: int) -> str:
     account = str(uuid.uuid4())
     events = [
-        NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": f"{n}.00"}, datetime.now(timezone.utc))
-        for n in range(1, length + 1)
+        NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": f"{n}.00"}, datetime.now(UTC)) for n in range(1, length + 1)
     ]
     store.append(account, 0, events)
     store.events_read = 0
@@ -67,5 +67,5 @@ def test_a_django_paginator_reads_one_page_and_the_length(store):
 
 
 def test_a_stepped_slice_is_refused(store):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="one step at a time"):
         StreamEvents(store, stream_of(store, 5))[::2]

@@ -26,10 +26,19 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--follow", action="store_true", help="Keep relaying as events are stored.")
-        parser.add_argument("--idle", type=float, default=1.0, metavar="SECONDS",
-                            help="With --follow: look at the outbox at least this often (default: %(default)s).")
-        parser.add_argument("--parent-pid", type=int, metavar="PID",
-                            help="With --follow: stop once process PID (the worker that started this) is gone.")
+        parser.add_argument(
+            "--idle",
+            type=float,
+            default=1.0,
+            metavar="SECONDS",
+            help="With --follow: look at the outbox at least this often (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--parent-pid",
+            type=int,
+            metavar="PID",
+            help="With --follow: stop once process PID (the worker that started this) is gone.",
+        )
 
     def handle(self, *args, follow, idle, parent_pid, **options):
         store = bootstrap.event_store()
@@ -43,8 +52,9 @@ class Command(BaseCommand):
             return
         try:
             with holding(lock):
-                sent = relay_outbox(event_store=store, transport=transport, lock=lock,
-                                    batch_size=settings.TECHBANK_RELAY_BATCH)
+                sent = relay_outbox(
+                    event_store=store, transport=transport, lock=lock, batch_size=settings.TECHBANK_RELAY_BATCH
+                )
         except RelayLockNotTaken as exc:
             raise CommandError(f"{exc} (a running `relay_outbox --follow`, say); nothing published") from None
         except RelayLockLost as exc:
@@ -62,9 +72,15 @@ class Command(BaseCommand):
 
         wake_ups = bootstrap.relay_nudges().listen()
         try:
-            sent = follow_outbox(event_store=store, transport=transport, lock=lock,
-                                 wake_ups=wake_ups, stopping=stopping, idle_seconds=idle,
-                                 batch_size=settings.TECHBANK_RELAY_BATCH)
+            sent = follow_outbox(
+                event_store=store,
+                transport=transport,
+                lock=lock,
+                wake_ups=wake_ups,
+                stopping=stopping,
+                idle_seconds=idle,
+                batch_size=settings.TECHBANK_RELAY_BATCH,
+            )
         except KeyboardInterrupt:
             sent = None
         finally:

@@ -26,4 +26,6 @@ class Command(BaseCommand):
                 )
             except RebuildAlreadyRunning as running:
                 raise CommandError(str(running)) from None
-        self.stdout.write(self.style.SUCCESS(f"Rebuilt the read model: replayed {events} events into {accounts} accounts."))
+        self.stdout.write(
+            self.style.SUCCESS(f"Rebuilt the read model: replayed {events} events into {accounts} accounts.")
+        )

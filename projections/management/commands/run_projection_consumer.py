@@ -28,8 +28,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--group", default=settings.TECHBANK_KAFKA_GROUP,
-                            help="Consumer group (default: %(default)s).")
+        parser.add_argument(
+            "--group", default=settings.TECHBANK_KAFKA_GROUP, help="Consumer group (default: %(default)s)."
+        )
         parser.add_argument("--member-id", default=None, help="Static member id (default: host and process).")
         parser.add_argument(
             "--until-idle",
@@ -37,10 +38,19 @@ class Command(BaseCommand):
             metavar="SECONDS",
             help="Stop once no message has arrived for this many seconds (for scripts and tests).",
         )
-        parser.add_argument("--retry", type=float, default=2.0, metavar="SECONDS",
-                            help="After a failed batch (Kafka or the read database down), try again after this long.")
-        parser.add_argument("--parent-pid", type=int, metavar="PID",
-                            help="Stop once process PID (the worker that started this) is gone.")
+        parser.add_argument(
+            "--retry",
+            type=float,
+            default=2.0,
+            metavar="SECONDS",
+            help="After a failed batch (Kafka or the read database down), try again after this long.",
+        )
+        parser.add_argument(
+            "--parent-pid",
+            type=int,
+            metavar="PID",
+            help="Stop once process PID (the worker that started this) is gone.",
+        )
 
     def handle(self, *args, group, member_id, until_idle, retry, parent_pid, **options):
         stop = threading.Event()
@@ -54,8 +64,11 @@ class Command(BaseCommand):
         last_message = time.monotonic()
 
         def stopping() -> bool:
-            return (stop.is_set() or (parent_pid is not None and os.getppid() != parent_pid)
-                    or (until_idle is not None and time.monotonic() - last_message >= until_idle))
+            return (
+                stop.is_set()
+                or (parent_pid is not None and os.getppid() != parent_pid)
+                or (until_idle is not None and time.monotonic() - last_message >= until_idle)
+            )
 
         try:
             while not stopping():
@@ -70,8 +83,12 @@ class Command(BaseCommand):
                     stop.wait(retry)
                     continue
                 except Exception as exc:  # the read database down, say: the batch was not committed
-                    logger.error("the projection consumer raised unexpected: %r; the batch comes again in %.0f s",
-                                 exc, retry, exc_info=options["verbosity"] > 1)
+                    logger.error(
+                        "the projection consumer raised unexpected: %r; the batch comes again in %.0f s",
+                        exc,
+                        retry,
+                        exc_info=options["verbosity"] > 1,
+                    )
                     connections.close_all()  # a broken connection is not reused
                     stop.wait(retry)
                     continue
@@ -102,6 +119,6 @@ class Command(BaseCommand):
         if subscription is not None:
             try:
                 subscription.close()
-            except Exception:  # noqa: BLE001 - leaving is best effort: the group times the member out
+            except Exception:  # leaving is best effort: the group times the member out
                 logger.warning("closing the Kafka subscription failed", exc_info=True)
         return None
