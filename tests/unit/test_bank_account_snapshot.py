@@ -146,6 +146,7 @@ def _corrupted(**changes) -> dict:
         "an opening time without a zone",
         "a handled request without a time",
         "a handled request with a number for a key",
+        "a handled request whose time is null",
         "no handled requests",
         "empty",
     ],
