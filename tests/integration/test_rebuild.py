@@ -7,7 +7,6 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
-from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.models import Count
@@ -419,10 +418,8 @@ def test_a_rebuild_finishes_while_commands_and_the_consumer_run_and_equals_the_e
     assert AccountSummary.objects.get(id=opened_just_before_the_swap[0]).balance == Decimal("3.00")
 
 
-@pytest.mark.skipif(
-    settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
-    reason="SQLite serialises writers (IMMEDIATE transactions): two projectors cannot both find an account missing",
-)
+# SQLite serialises writers (IMMEDIATE transactions): two projectors cannot both find an account missing.
+@pytest.mark.mysql_only
 def test_a_projection_that_loses_the_race_for_a_new_account_takes_it_as_already_applied(api, monkeypatch):
     from projections import services
 
