@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,31 +40,39 @@ def running_mongo_server() -> Iterator[str]:
     binary = _find_server_binary()
     with tempfile.TemporaryDirectory(prefix="techbank-mongo-") as tmp:
         data_dir = Path(tmp)
-        config = data_dir / "secantusd.toml"
-        config.write_text("")  # an explicit, empty config: never pick up ~/.secantus or /etc/secantus
+        command = _server_command(binary, data_dir)
         process, port = start_on_free_port(
-            "secantusd",
-            lambda port: [
-                binary,
-                "--config",
-                str(config),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--storage-path",
-                str(data_dir / "data"),
-                "--log-level",
-                "WARNING",
-            ],
-            ready=lambda port: True,
-            data_dir=data_dir,
-            shutdown_seconds=15,
+            "secantusd", command, ready=lambda port: True, data_dir=data_dir, shutdown_seconds=15
         )
         try:
             yield f"mongodb://127.0.0.1:{port}"
         finally:
             stop(process, 15)
+
+
+def _server_command(binary: str, data_dir: Path) -> Callable[..., list[str]]:
+    """command(port, *extra): secantusd on `port`, keeping its data in `data_dir`, with an explicit,
+    empty config (never ~/.secantus or /etc/secantus)."""
+    config = data_dir / "secantusd.toml"
+    config.write_text("")
+
+    def command(port: int, *extra: str) -> list[str]:
+        return [
+            binary,
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(data_dir / "data"),
+            "--log-level",
+            "WARNING",
+            *extra,
+        ]
+
+    return command
 
 
 @contextmanager
@@ -80,25 +88,7 @@ def running_mongo_server_with_user(user: str, password: str, database: str) -> I
     binary = _find_server_binary()
     with tempfile.TemporaryDirectory(prefix="techbank-mongo-auth-") as tmp:
         data_dir = Path(tmp)
-        config = data_dir / "secantusd.toml"
-        config.write_text("")
-
-        def command(port: int, *extra: str) -> list[str]:
-            return [
-                binary,
-                "--config",
-                str(config),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--storage-path",
-                str(data_dir / "data"),
-                "--log-level",
-                "WARNING",
-                *extra,
-            ]
-
+        command = _server_command(binary, data_dir)
         process, port = start_on_free_port(
             "secantusd-setup", command, ready=lambda port: True, data_dir=data_dir, shutdown_seconds=15
         )
