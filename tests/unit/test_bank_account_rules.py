@@ -30,6 +30,11 @@ def opened(**changes) -> BankAccount:
         ({"holder": "x" * 256}, "holder", "must be at most 255 characters"),
         ({"holder": "Ada\x1fL"}, "holder", "must not contain control characters"),
         ({"holder": "a\udfffb"}, "holder", "must be valid Unicode text (it contains a lone surrogate)"),
+        (
+            {"holder": "Ada\u202eL"},
+            "holder",
+            "must not contain invisible format characters (bidirectional controls, zero-width characters)",
+        ),
         ({"account_type": "CHECKING"}, "account_type", "must be one of SAVINGS, CURRENT"),
         ({"opening_balance": "-0.01"}, "opening_balance", "must not be negative"),
         ({"opening_balance": "ten"}, "opening_balance", "must be a plain decimal number such as 125.00"),

@@ -59,6 +59,10 @@ def _snapshot(**changes) -> dict:
             "Not a snapshot of a bank account: ValueError(\"'2026-11-26T09:30:00' has no time zone\")",
         ),
         ({"version": 0}, "Not a snapshot of a bank account: no opening"),
+        (
+            {"handled_requests": [["teller", "k-1", None]]},
+            "Not a snapshot of a bank account: ValueError('a handled request has no time')",
+        ),
     ],
 )
 def test_a_refused_snapshot_says_what_is_wrong_with_it(changes, reason):
