@@ -58,6 +58,8 @@ logger = logging.getLogger(__name__)
 
 COPY_TABLES = ReadModelTables(summary=f"{LIVE_TABLES.summary}__rebuild", ledger=f"{LIVE_TABLES.ledger}__rebuild")
 RETIRED_TABLES = ReadModelTables(summary=f"{LIVE_TABLES.summary}__retired", ledger=f"{LIVE_TABLES.ledger}__retired")
+# Each live table beside its copy.
+LIVE_AND_COPY = ((LIVE_TABLES.summary, COPY_TABLES.summary), (LIVE_TABLES.ledger, COPY_TABLES.ledger))
 # A running job that has shown no progress for this long was abandoned (its process died).
 ABANDONED_AFTER = timedelta(minutes=2)
 # Catch-up rounds before the swap; a round that finds fewer new events than CATCH_UP_QUIET ends them.
@@ -301,15 +303,24 @@ def _vendor_tables(connection) -> "_SqliteTables | _MysqlTables":
     raise NotImplementedError(f"rebuilding the read model on {connection.vendor} (SQLite and MySQL/MariaDB only)")
 
 
-class _SqliteTables:
+class _VendorTables:
+    """What a rebuild does to the read model's tables that each database does its own way."""
+
     def __init__(self, connection):
         self.connection = connection
         self.quote = connection.ops.quote_name
 
+    def drop(self, tables: ReadModelTables) -> None:
+        with self.connection.cursor() as cursor:
+            for table in (tables.summary, tables.ledger):
+                cursor.execute(f"DROP TABLE IF EXISTS {self.quote(table)}")
+
+
+class _SqliteTables(_VendorTables):
     def create_copies(self) -> None:
         """Tables as the live ones were created (their own CREATE TABLE, renamed), without secondary indexes."""
         with self.connection.cursor() as cursor:
-            for live, copy in ((LIVE_TABLES.summary, COPY_TABLES.summary), (LIVE_TABLES.ledger, COPY_TABLES.ledger)):
+            for live, copy in LIVE_AND_COPY:
                 cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = %s", [live])
                 (create,) = cursor.fetchone()
                 prefix = f"CREATE TABLE {self.quote(live)} "
@@ -327,10 +338,7 @@ class _SqliteTables:
                 target=COPY_TABLES, reference=LIVE_TABLES, event_store=event_store, progress=progress
             )
             with self.connection.cursor() as cursor:
-                for live, copy in (
-                    (LIVE_TABLES.summary, COPY_TABLES.summary),
-                    (LIVE_TABLES.ledger, COPY_TABLES.ledger),
-                ):
+                for live, copy in LIVE_AND_COPY:
                     cursor.execute(
                         "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = %s AND sql IS NOT NULL",
                         [live],
@@ -342,20 +350,11 @@ class _SqliteTables:
                         cursor.execute(create_index)
         logger.info("rebuild: swapped in; writers waited for %.2f s", time.monotonic() - started)
 
-    def drop(self, tables: ReadModelTables) -> None:
-        with self.connection.cursor() as cursor:
-            for table in (tables.summary, tables.ledger):
-                cursor.execute(f"DROP TABLE IF EXISTS {self.quote(table)}")
 
-
-class _MysqlTables:
-    def __init__(self, connection):
-        self.connection = connection
-        self.quote = connection.ops.quote_name
-
+class _MysqlTables(_VendorTables):
     def create_copies(self) -> None:
         with self.connection.cursor() as cursor:
-            for live, copy in ((LIVE_TABLES.summary, COPY_TABLES.summary), (LIVE_TABLES.ledger, COPY_TABLES.ledger)):
+            for live, copy in LIVE_AND_COPY:
                 cursor.execute(f"CREATE TABLE {self.quote(copy)} LIKE {self.quote(live)}")
 
     def swap_in(self, event_store: EventStore, position: int, progress: _JobProgress) -> None:
@@ -389,8 +388,3 @@ class _MysqlTables:
             target=LIVE_TABLES, reference=RETIRED_TABLES, event_store=event_store, progress=progress
         )
         self.drop(RETIRED_TABLES)
-
-    def drop(self, tables: ReadModelTables) -> None:
-        with self.connection.cursor() as cursor:
-            for table in (tables.summary, tables.ledger):
-                cursor.execute(f"DROP TABLE IF EXISTS {self.quote(table)}")
