@@ -97,13 +97,15 @@ test-mariadb: test-tools
 
 # The fast unit tests only (no database, no servers): seconds, for the edit-test loop.
 test-unit: install-dev
-	$(BIN)/python -m pytest tests/unit -q
+	$(BIN)/python -m pytest tests/unit tests/architecture -q
 
-# Lint, format check and type check (settings in pyproject.toml); .ci/run runs it before the tests.
+# Lint, format check, type check (settings in pyproject.toml) and the import rule (ARCHITECTURE.md);
+# .ci/run runs it before the tests.
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python -m pytest tests/architecture -q -p no:cacheprovider
 
 # Rewrites the code in the house format and applies ruff's safe fixes.
 format: install-dev

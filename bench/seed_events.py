@@ -83,9 +83,9 @@ def main() -> None:
     from django.db import connection, transaction
     from tqdm import tqdm
 
+    from entrypoints.wiring import services
     from eventstore.models import StoredEventRecord
     from projections.rebuild import rebuild_read_model
-    from techbank_site import bootstrap
 
     call_command("migrate", verbosity=0)
     if connection.vendor == "sqlite":
@@ -125,7 +125,7 @@ def main() -> None:
 
     if not args.no_rebuild:
         started = time.monotonic()
-        store = bootstrap.event_store()
+        store = services().event_store
         with tqdm(total=args.events, unit="event", desc="Projecting", file=sys.stderr) as bar:
             events, accounts = rebuild_read_model(event_store=store, on_progress=bar.update)
         print(f"projected {events} events into {accounts} accounts in {time.monotonic() - started:.1f} s")

@@ -1,85 +1,19 @@
-"""The Celery app, and the worker's companions.
+"""The Celery app.
 
-`celery -A techbank_site worker -B` runs beat's periodic tasks and, beside
-itself, the long-running commands of bootstrap.worker_companions(): on the
-Kafka stack the relay that follows the outbox (`relay_outbox --follow`) and
-the projection consumer (`run_projection_consumer`). Each is a child process
-of the worker's main process, not a task: they poll continuously (a task ends,
-and a Kafka consumer that nobody polls between runs drops out of its group),
-and they need no pool slot. A companion that exits is started again; they stop
-with the worker (and by themselves if the worker dies: --parent-pid).
+`celery -A techbank_site worker -B` runs the tasks of entrypoints.tasks, beat's
+periodic ones, and, beside itself, the worker's companions (entrypoints.worker):
+on the Kafka stack the relay that follows the outbox and the projection consumer.
 """
 
-import logging
 import os
-import re
-import subprocess
-import sys
-import time
 
-from celery import Celery, bootsteps
+from celery import Celery
+
+from entrypoints.worker import Companions
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "techbank_site.settings")
 
 app = Celery("techbank_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
-logger = logging.getLogger(__name__)
-
-
-class Companions(bootsteps.StartStopStep):
-    """Starts the worker's companion processes, restarts any that exits, stops them with the worker."""
-
-    requires = {"celery.worker.components:Pool"}  # started after the pool has forked its processes
-    CHECK_SECONDS = 2.0
-    STOP_SECONDS = 15.0  # a companion finishes its batch first
-
-    def __init__(self, worker, **kwargs):
-        super().__init__(worker, **kwargs)
-        self.processes: dict[tuple[str, ...], subprocess.Popen] = {}
-        self.timer_entry = None
-
-    def start(self, worker):
-        from django.conf import settings
-
-        from techbank_site import bootstrap
-
-        member = re.sub(r"[^A-Za-z0-9._-]", "-", worker.hostname)  # a Kafka group.instance.id's characters
-        self.cwd = settings.BASE_DIR
-        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-        for command in bootstrap.worker_companions(member):
-            self._start((*manage, *command, "--parent-pid", str(os.getpid())))
-        if self.processes:
-            self.timer_entry = worker.timer.call_repeatedly(self.CHECK_SECONDS, self._restart_exited)
-
-    def _start(self, command: tuple[str, ...]) -> None:
-        self.processes[command] = process = subprocess.Popen(command, stdin=subprocess.DEVNULL, cwd=self.cwd)
-        logger.info("started %s (pid %d)", " ".join(command[2:4]), process.pid)
-
-    def _restart_exited(self) -> None:
-        for command, process in list(self.processes.items()):
-            if process.poll() is not None:
-                logger.warning("%s exited with %s; starting it again", " ".join(command[2:4]), process.returncode)
-                self._start(command)
-
-    def stop(self, worker):
-        if self.timer_entry is not None:
-            self.timer_entry.cancel()
-            self.timer_entry = None
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.monotonic() + self.STOP_SECONDS
-        for process in self.processes.values():
-            try:
-                process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.processes.clear()
-
-    terminate = stop
-
-
 app.steps["worker"].add(Companions)

@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "eventstore",
     "accounts",
     "projections",
+    "entrypoints",
 ]
 
 MIDDLEWARE = [
@@ -118,7 +119,7 @@ AXES_FAILURE_LIMIT = int(os.environ.get("TECHBANK_LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("TECHBANK_LOGIN_COOLOFF_MINUTES", "15")))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "techbank_site.api.authentication.client_address"
+AXES_CLIENT_IP_CALLABLE = "entrypoints.drf.authentication.client_address"
 AXES_SENSITIVE_PARAMETERS = ["password"]
 AXES_VERBOSE = False  # no banner on every start; failures and lockouts are still logged
 
@@ -213,20 +214,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes anonymous requests 401, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "techbank_site.api.authentication.ExpiringTokenAuthentication",
+        "entrypoints.drf.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # The client's address, for throttling failed sign-ins: REMOTE_ADDR, or behind our
     # TLS proxy the address it forwards (a client's own X-Forwarded-For is never believed).
     "NUM_PROXIES": 1 if env_flag("TECHBANK_BEHIND_TLS_PROXY") else 0,
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["techbank_site.api.parsers.DecimalJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["entrypoints.drf.parsers.DecimalJSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
-        "techbank_site.api.renderers.SurrogateSafeJSONRenderer",
+        "entrypoints.drf.renderers.SurrogateSafeJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "techbank_site.api.errors.resource_exception_handler",
+    "EXCEPTION_HANDLER": "entrypoints.drf.errors.resource_exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
 }
 
@@ -247,7 +248,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
-# Which backends the composition root (techbank_site/bootstrap.py) builds.
+# Which backends the composition root (bootstrap/) builds.
 TECHBANK_EVENT_STORE = os.environ.get("TECHBANK_EVENT_STORE", "sql")  # sql | mongo
 TECHBANK_MONGO_URL = os.environ.get("TECHBANK_MONGO_URL", "mongodb://localhost:27017/techbank")
 TECHBANK_EVENT_BUS = os.environ.get("TECHBANK_EVENT_BUS", "inline")  # inline | kafka
@@ -266,7 +267,7 @@ TECHBANK_PROJECTION_BATCH = int(os.environ.get("TECHBANK_PROJECTION_BATCH", "200
 TECHBANK_RELAY_BATCH = int(os.environ.get("TECHBANK_RELAY_BATCH", "500"))
 # How long the relay lock outlives its holder's last renewal; longer than the longest send to Kafka (42 s).
 TECHBANK_RELAY_LOCK_SECONDS = float(os.environ.get("TECHBANK_RELAY_LOCK_SECONDS", "45"))
-# Django's cache holds the counts of failed token sign-ins (techbank_site/api/authentication.py):
+# Django's cache holds the counts of failed token sign-ins (entrypoints/drf/authentication.py):
 # in each process by default; with TECHBANK_CACHE_URL (redis://host:6379/1) in Redis, shared by
 # every process, so the limit holds for the whole site. Short timeouts: a slow Redis must not
 # hold sign-ins up (the throttle lets them through when its cache fails).
@@ -301,8 +302,8 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("TECHBANK_CELERY_QUEUE", "techbank")
 # companion processes (techbank_site/celery.py); relay-outbox is only a safety net (it does nothing
 # while the following relay holds the lock). `expires` drops runs that waited too long.
 CELERY_BEAT_SCHEDULE = {
-    "relay-outbox": {"task": "eventstore.tasks.relay_outbox_task", "schedule": 1.0, "options": {"expires": 5}},
-    "purge-idempotency-keys": {"task": "accounts.tasks.purge_idempotency_records_task", "schedule": 3600.0},
+    "relay-outbox": {"task": "entrypoints.tasks.relay_outbox_task", "schedule": 1.0, "options": {"expires": 5}},
+    "purge-idempotency-keys": {"task": "entrypoints.tasks.purge_idempotency_records_task", "schedule": 3600.0},
 }
 
 LOGGING = {

@@ -5,7 +5,9 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from entrypoints import wiring
 from tests.staff import ALL_ACCOUNT_PERMISSIONS, grant, staff_group, token_client
+from tests.wiring import rewire
 
 _usernames = (f"staff-{n}" for n in itertools.count(1))
 
@@ -51,8 +53,17 @@ def anonymous() -> APIClient:
 
 
 @pytest.fixture(autouse=True)
+def services_as_the_settings_say():
+    """A test that installed services of its own (tests.wiring.rewire) leaves the next one the settings' own."""
+    before = wiring.services()
+    yield
+    if wiring.services() is not before:
+        rewire()
+
+
+@pytest.fixture(autouse=True)
 def rebuilds_end_before_the_test_does():
-    """A rebuild started through the API runs in a thread of its own (bootstrap.run_rebuild_in_background):
+    """A rebuild started through the API runs in a thread of its own (entrypoints.background.run_rebuild_in_background):
     it must end before the test's database is emptied under it. The timeout only bounds a hang."""
     yield
     for thread in threading.enumerate():

@@ -9,7 +9,7 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from techbank_site.api.permissions import CLOSE_ACCOUNT, MOVE_MONEY, OPEN_ACCOUNT, REBUILD_READ_MODEL, VIEW_ACCOUNTS
+from entrypoints.drf.permissions import CLOSE_ACCOUNT, MOVE_MONEY, OPEN_ACCOUNT, REBUILD_READ_MODEL, VIEW_ACCOUNTS
 
 # Every permission the API checks: what the "Account manager" group has.
 ALL_ACCOUNT_PERMISSIONS = (VIEW_ACCOUNTS, OPEN_ACCOUNT, MOVE_MONEY, CLOSE_ACCOUNT, REBUILD_READ_MODEL)

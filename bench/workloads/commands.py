@@ -93,16 +93,16 @@ def techbank(*, accounts: int, commands: int, inline_projection: bool = False, m
 
     from accounts.adapters.publishers import RelayNudgePublisher
     from accounts.domain.commands import CommandMetadata, DepositFunds, OpenAccount, WithdrawFunds
-    from techbank_site import bootstrap
+    from entrypoints.wiring import services
 
     if migrate and inline_projection:
         call_command("migrate", verbosity=0)
     elif migrate and settings.TECHBANK_EVENT_STORE == "sql":
         call_command("migrate", "eventstore", verbosity=0)
-    bus = bootstrap.command_bus()
+    bus = services().bus
     if not inline_projection:
         bus.publisher = RelayNudgePublisher(lambda: None)  # the outbox waits for the relay
-    store = bootstrap.event_store()
+    store = services().event_store
     store.count_events()  # connect before the clock starts
     ids: list = [None] * accounts
     metadata = CommandMetadata(issued_by="bench", correlation_id="bench-commands")

@@ -85,7 +85,7 @@ def load_long_stream(*, backend: str, events: int, loads: int, baseline_loads: i
     from django.conf import settings
 
     from accounts.adapters.repository import BankAccountRepository
-    from techbank_site import bootstrap
+    from entrypoints.wiring import services
 
     every = settings.TECHBANK_SNAPSHOT_EVERY
     tail = every - 1  # the most events a load replays after its snapshot
@@ -93,8 +93,8 @@ def load_long_stream(*, backend: str, events: int, loads: int, baseline_loads: i
     account_id = _seed(backend, events=events - tail)
     seed_seconds = time.perf_counter() - started
 
-    repository = bootstrap.account_repository()
-    snapshots = bootstrap.snapshot_store()
+    repository = services().account_repository
+    snapshots = services().snapshot_store
     repository.get(account_id)  # finds no snapshot of a long stream: writes one
     for _ in range(tail):
         account = repository.get(account_id)
@@ -103,7 +103,7 @@ def load_long_stream(*, backend: str, events: int, loads: int, baseline_loads: i
     snapshot = snapshots.get(str(account_id))
     assert snapshot is not None and snapshot.version == events - tail, snapshot and snapshot.version
 
-    full_replay = BankAccountRepository(bootstrap.event_store())  # no snapshots: as before them
+    full_replay = BankAccountRepository(services().event_store)  # no snapshots: as before them
     expected = full_replay.get(account_id)
     assert expected.version == events, expected.version
     snapshot_times, snapshot_cpu = _time_loads(repository, account_id, loads, expected)
@@ -190,11 +190,12 @@ def _seed_mongo(events: int, batch_size: int = 10_000) -> None:
     from datetime import datetime
 
     from bench.seeding import bench_events
-    from eventstore.backends.mongo import POSITION_COUNTER
+    from entrypoints.wiring import services
+    from eventstore.backends.mongo import POSITION_COUNTER, MongoEventStore
     from eventstore.store import NewEvent
-    from techbank_site import bootstrap
 
-    store = bootstrap.event_store()
+    store = services().event_store
+    assert isinstance(store, MongoEventStore), "seeding straight into the collections needs the MongoDB store"
     assert store.count_events() == 0, "seed a new database"
     recorded_at = datetime.now(UTC)
     batch = []

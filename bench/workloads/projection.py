@@ -74,10 +74,10 @@ def run(session) -> list[Measurement]:
 
 def prepare(*, events: int, accounts: int) -> dict:
     """The events in the store and, as envelopes, on the case's topic."""
-    from techbank_site import bootstrap
+    from entrypoints.wiring import services
 
     seed_event_store(events=events, accounts=accounts)
-    transport = bootstrap.event_transport()
+    transport = services().transport
     batch = []
     for event in bench_events(events=events, accounts=accounts):
         batch.append(event)
@@ -91,11 +91,12 @@ def prepare(*, events: int, accounts: int) -> dict:
 
 def consume(*, events: int) -> dict:
     """consume_batch until every event is in, timed from the first poll after joining the group."""
+    from entrypoints.tasks import projection_subscription
+    from entrypoints.wiring import services
     from projections.consumer import consume_batch
-    from techbank_site import bootstrap
 
-    store = bootstrap.event_store()
-    subscription = bootstrap.projection_subscription()
+    store = services().event_store
+    subscription = projection_subscription.get()
     with Stopwatch() as joining:  # join the group (a poll does), then go back to the start of the topic
         while not subscription.poll(max_records=1, timeout_ms=500):
             pass
@@ -108,7 +109,7 @@ def consume(*, events: int) -> dict:
             received += outcome.received
             applied += outcome.applied
             batches += bool(outcome.received)
-    bootstrap.close_projection_subscription()
+    projection_subscription.close()
     if applied != events:
         raise AssertionError(f"received {received}, applied {applied} of {events} events")
     return {

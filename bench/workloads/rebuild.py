@@ -69,11 +69,11 @@ def run(session) -> list[Measurement]:
 
 def techbank_rebuild(*, verify: bool) -> dict:
     """rebuild_read_model into the (empty) read model, timed; with `verify`, verify_read_model after it."""
+    from entrypoints.wiring import services
     from projections.rebuild import rebuild_read_model
     from projections.verification import read_model_differences
-    from techbank_site import bootstrap
 
-    store = bootstrap.event_store()
+    store = services().event_store
     with Stopwatch() as watch:
         events, accounts = rebuild_read_model(event_store=store)
     result = {"seconds": watch.seconds, "events": events, "accounts": accounts, "fingerprint": _fingerprint()}

@@ -62,7 +62,7 @@ class EventTransport(abc.ABC):
     def longest_send_seconds(self) -> float:
         """How long one send() can take at the most, connecting included, before it returns or raises.
 
-        The relay's lock must outlast it (techbank_site/bootstrap.relay_lock): a relay that
+        The relay's lock must outlast it (bootstrap.full_stack.relay_lock_for): a relay that
         confirmed its lock before a batch then still holds it when that batch has gone out.
         """
         return 0.0

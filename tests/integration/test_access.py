@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from django.urls import URLResolver, get_resolver
 
-from eventstore.models import StoredEventRecord
-from projections.models import AccountSummary, RebuildJob
-from techbank_site.api.permissions import (
+from entrypoints.drf.permissions import (
     CLOSE_ACCOUNT,
     MOVE_MONEY,
     OPEN_ACCOUNT,
     REBUILD_READ_MODEL,
     VIEW_ACCOUNTS,
 )
+from eventstore.models import StoredEventRecord
+from projections.models import AccountSummary, RebuildJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

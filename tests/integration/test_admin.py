@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pytest
 from django.urls import reverse
 
+from entrypoints.wiring import services
 from eventstore.models import StoredEventRecord
 from eventstore.store import NewEvent
 from projections.models import AccountSummary, LedgerEntry
 from projections.rebuild import rebuild_read_model
-from techbank_site import bootstrap
 from tests.staff import staff_group
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -171,7 +171,7 @@ def long_account(api, accounts):
         NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, datetime.now(UTC), {"issued_by": "teller"})
         for _ in range(299)
     ]
-    store = bootstrap.event_store()
+    store = services().event_store
     store.append(account_id, 1, deposits)
     rebuild_read_model(event_store=store)
     return account_id

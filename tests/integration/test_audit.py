@@ -11,16 +11,17 @@ from django.core.management import call_command, get_commands
 from django.db import connection
 from django.urls import URLResolver, get_resolver
 
+from entrypoints.wiring import services
 from eventstore.models import StoredEventRecord
 from eventstore.store import NewEvent
-from techbank_site import bootstrap
 from tests.servers.kafka import kafka_broker  # noqa: F401  (the session's broker, a pytest fixture)
+from tests.wiring import CallOnNudge, rewire
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def stored_events(account_id: str):
-    return bootstrap.event_store().load_stream(str(account_id))
+    return services().event_store.load_stream(str(account_id))
 
 
 class RequestWindow:
@@ -152,7 +153,7 @@ FORGED_EVENT = {
 
 
 def every_event_as_stored() -> list:
-    return list(bootstrap.event_store().read_all())
+    return list(services().event_store.read_all())
 
 
 def assert_unchanged(before: list, after: list) -> None:
@@ -160,14 +161,25 @@ def assert_unchanged(before: list, after: list) -> None:
     assert after[: len(before)] == before
 
 
+def _routes(patterns, prefix: str = "") -> list[str]:
+    """The whole pattern of every route, through every include."""
+    routes = []
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            routes += _routes(pattern.url_patterns, prefix + str(pattern.pattern))
+        else:
+            routes.append(prefix + str(pattern.pattern))
+    return routes
+
+
 def api_paths(account_id: str, event_id: str) -> list[str]:
     """Every route of both APIs, with an existing account's id (and an event's) in the path."""
     values = {"account_id": account_id, "holder": "Ada", "equality_type": "GREATER_THAN", "balance": "0"}
-    paths = []
-    for prefix in ("api/v1/", "api/accounts/"):
-        [included] = [p for p in get_resolver().url_patterns if isinstance(p, URLResolver) and str(p.pattern) == prefix]
-        for route in included.url_patterns:
-            paths.append("/" + prefix + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], str(route.pattern)))
+    paths = [
+        "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], route)
+        for route in _routes(get_resolver().url_patterns)
+        if route.startswith(("api/v1/", "api/accounts/"))
+    ]
     events = f"/api/accounts/{account_id}/events"
     return [*paths, f"{events}/", f"{events}/1", f"{events}/{event_id}", f"/api/events/{event_id}"]
 
@@ -231,7 +243,7 @@ def test_the_statement_watch_spots_an_update_or_delete_of_an_event_and_not_the_o
     """The watch the command tests below rely on."""
     api.post("/api/accounts/", {"holder": "Ada", "account_type": "SAVINGS", "opening_balance": "1.00"}, format="json")
     # An event straight into the store waits in the outbox (no command projected and published it).
-    bootstrap.event_store().append(
+    services().event_store.append(
         str(uuid.uuid4()), 0, [NewEvent(uuid.uuid4(), "AccountClosed", {}, datetime.now(UTC))]
     )
     watch = StatementsThatChangeEvents()
@@ -239,14 +251,14 @@ def test_the_statement_watch_spots_an_update_or_delete_of_an_event_and_not_the_o
         StoredEventRecord.objects.filter(version=99).update(event_type="Forged")
         with connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {connection.ops.quote_name('event_store')} WHERE 1 = 0")
-        store = bootstrap.event_store()
+        store = services().event_store
         waiting = [e.event_id for e in store.unpublished()]
         store.mark_published(waiting)
     assert len(waiting) == 1 and store.unpublished() == []
     assert len(watch.seen) == 2, watch.seen
 
 
-PROJECT_APPS = {"accounts", "eventstore", "projections", "techbank_site"}
+PROJECT_APPS = {"accounts", "entrypoints", "eventstore", "projections", "techbank_site"}
 COMMANDS_RUN_ON_THE_EMBEDDED_STACK = {
     "create_demo_staff": [],
     "rebuild_read_model": ["--no-progress"],
@@ -290,11 +302,10 @@ def kafka_bus(settings, kafka_broker, monkeypatch):  # noqa: F811
     settings.TECHBANK_KAFKA_BOOTSTRAP = kafka_broker
     settings.TECHBANK_KAFKA_TOPIC = f"techbank.test.{uuid.uuid4().hex[:8]}"
     settings.TECHBANK_KAFKA_GROUP = f"g-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setattr(bootstrap, "_nudge_relay", lambda: None)  # the relay runs as the command below
-    bootstrap.reset()
+    rewire(relay_nudges=CallOnNudge())  # the relay runs as the command below
     yield
-    bootstrap.event_transport().close()
-    bootstrap.reset()
+    services().transport.close()
+    rewire()
 
 
 def test_no_kafka_stack_command_changes_or_deletes_a_stored_event(api, kafka_bus):
@@ -302,6 +313,6 @@ def test_no_kafka_stack_command_changes_or_deletes_a_stored_event(api, kafka_bus
         "/api/accounts/", {"holder": "Ada", "account_type": "SAVINGS", "opening_balance": "100.00"}, format="json"
     ).json()["id"]
     api.post(f"/api/accounts/{account_id}/deposits", {"amount": "7.77"}, format="json")
-    assert len(bootstrap.event_store().unpublished()) == 2  # for relay_outbox to publish
+    assert len(services().event_store.unpublished()) == 2  # for relay_outbox to publish
     run_commands_watching_the_events(COMMANDS_RUN_ON_KAFKA)
-    assert bootstrap.event_store().unpublished() == []  # published, and still stored (checked above)
+    assert services().event_store.unpublished() == []  # published, and still stored (checked above)

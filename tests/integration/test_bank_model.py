@@ -36,8 +36,9 @@ from accounts.adapters.repository import BankAccountRepository
 from accounts.domain import commands, errors
 from accounts.domain.bank_account import ACCOUNT_TYPES
 from accounts.domain.money import CENT, MAX_AMOUNT
+from entrypoints.wiring import services
 from projections.models import AccountStatus, AccountSummary, LedgerEntry
-from techbank_site import bootstrap
+from tests.wiring import rewire
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -98,8 +99,8 @@ class Bank(RuleBasedStateMachine):
 
     def __init__(self):
         super().__init__()
-        self.bus = bootstrap.command_bus()
-        self.store = bootstrap.event_store()
+        self.bus = services().bus
+        self.store = services().event_store
         self.model: dict[uuid.UUID, ModelAccount] = {}
         # Earlier examples' accounts stay in the database; this example's events come on top.
         self.events_before = self.store.count_events()
@@ -200,7 +201,7 @@ class Bank(RuleBasedStateMachine):
     def check_accounts(self, account_ids: list[uuid.UUID]) -> None:
         """Loaded afresh (from a snapshot, and by a full replay), and in the read model, each equals the model."""
         loads = {
-            "through its snapshot": bootstrap.account_repository(),
+            "through its snapshot": services().account_repository,
             "by a full replay": BankAccountRepository(self.store),  # no snapshots
         }
         summaries = {s.id: s for s in AccountSummary.objects.filter(id__in=account_ids)}
@@ -229,9 +230,9 @@ def bank_settings(settings):
     settings.TECHBANK_EVENT_STORE = "sql"
     settings.TECHBANK_EVENT_BUS = "inline"
     settings.TECHBANK_SNAPSHOT_EVERY = SNAPSHOT_EVERY
-    bootstrap.reset()
+    rewire()
     yield
-    bootstrap.reset()
+    rewire()
 
 
 def test_the_bank_agrees_with_a_plain_model_of_it_after_every_step(bank_settings):

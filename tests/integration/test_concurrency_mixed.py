@@ -19,9 +19,10 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from entrypoints.wiring import services
 from projections.models import AccountSummary, LedgerEntry
-from techbank_site import bootstrap
 from tests.servers.mongo import mongo_server  # noqa: F401  (the session's server, a pytest fixture)
+from tests.wiring import rewire
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -82,14 +83,14 @@ def event_store_backend(request, settings):
     server = request.getfixturevalue("mongo_server")
     settings.TECHBANK_EVENT_STORE = "mongo"
     settings.TECHBANK_MONGO_URL = f"{server}/techbank_race_{uuid.uuid4().hex[:12]}?retryWrites=false"
-    bootstrap.reset()
+    rewire()
     try:
         yield "mongo"
     finally:
-        store = bootstrap.event_store()
+        store = services().event_store
         store.drop_everything()
         store.close()
-        bootstrap.reset()  # `settings` puts the SQL store back after this
+        rewire()  # `settings` puts the SQL store back after this
 
 
 def seeded_movements(seed: int, count: int) -> list[Movement]:
@@ -166,7 +167,7 @@ def test_sixty_concurrent_mixed_movements_keep_every_invariant(api, event_store_
     assert accepted and refusals["insufficient_funds"] > 0
 
     # The stream: versions 1..n, the opening then exactly the accepted movements.
-    stream = bootstrap.event_store().load_stream(account_id)
+    stream = services().event_store.load_stream(account_id)
     assert [e.version for e in stream] == list(range(1, len(accepted) + 2))
     assert stream[0].event_type == "AccountOpened"
     stored = {e.metadata["correlation_id"]: e for e in stream[1:]}

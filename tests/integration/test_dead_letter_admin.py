@@ -9,10 +9,10 @@ from django.contrib.auth.models import Permission
 from django.db import OperationalError
 from django.urls import reverse
 
+from entrypoints.wiring import services
 from eventstore.store import NewEvent
 from projections import projectors
 from projections.models import AccountSummary, DeadLetter, LedgerEntry
-from techbank_site import bootstrap
 from tests.staff import staff_group
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,7 +37,7 @@ def poisoned(api):
     ).json()["id"]
     api.post(f"/api/accounts/{account}/deposits", {"amount": "5.00"}, format="json")
     now = datetime.now(UTC)
-    poison, blocked = bootstrap.event_store().append(
+    poison, blocked = services().event_store.append(
         account,
         2,
         [

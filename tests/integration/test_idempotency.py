@@ -15,7 +15,7 @@ from eventstore.backends.django_orm import DjangoEventStore
 from eventstore.models import StoredEventRecord
 from eventstore.store import NewEvent
 from projections.models import AccountSummary
-from techbank_site import bootstrap
+from tests.wiring import rewire
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -154,7 +154,7 @@ def test_a_retry_after_the_process_died_between_storing_and_answering_has_no_sec
 
 
 def test_a_retry_while_the_first_holds_a_live_claim_waits_then_is_told_to_retry(api, teller, monkeypatch):
-    from techbank_site.api import idempotency
+    from entrypoints.drf import idempotency
 
     monkeypatch.setattr(idempotency, "WAIT_SECONDS", 0.2)
     account_id = open_account(api)
@@ -184,7 +184,7 @@ def test_an_unusable_key_is_a_400(api, key):
 
 
 def test_keys_older_than_their_time_to_live_are_forgotten(api, settings):
-    from techbank_site.api.idempotency import purge_expired_records
+    from entrypoints.drf.idempotency import purge_expired_records
 
     account_id = open_account(api)
     send(api, "post", f"/api/accounts/{account_id}/deposits", {"amount": "1.00"}, "old-key")
@@ -213,14 +213,11 @@ class RivalWriterEventStore(DjangoEventStore):
 
 def use_event_store(monkeypatch, store) -> None:
     """Build the command side on `store` (until restore_event_store)."""
-    monkeypatch.setattr(bootstrap, "event_store", lambda: store)
-    bootstrap.account_repository.cache_clear()
-    bootstrap.command_bus.cache_clear()
+    rewire(event_store=store)
 
 
 def restore_event_store() -> None:
-    bootstrap.account_repository.cache_clear()
-    bootstrap.command_bus.cache_clear()
+    rewire()
 
 
 @pytest.fixture
@@ -276,7 +273,7 @@ class FirstAppendHeldEventStore(DjangoEventStore):
 
 
 def test_a_request_slower_than_its_lease_keeps_its_key_so_a_retry_never_runs_it_twice(api, monkeypatch):
-    from techbank_site.api import idempotency
+    from entrypoints.drf import idempotency
 
     monkeypatch.setattr(idempotency, "LEASE", timedelta(seconds=3))
     monkeypatch.setattr(idempotency, "WAIT_SECONDS", 0.5)
@@ -333,7 +330,7 @@ class HeldRivalWriterEventStore(RivalWriterEventStore):
 
 
 def test_a_retry_waiting_for_a_request_that_ends_in_a_conflict_runs_the_command_itself(api, settings, monkeypatch):
-    from techbank_site.api import idempotency
+    from entrypoints.drf import idempotency
 
     account_id = open_account(api)
     settings.TECHBANK_COMMAND_MAX_ATTEMPTS = 1

@@ -5,9 +5,9 @@ from decimal import Decimal
 import pytest
 from django.db import OperationalError
 
+from entrypoints import wiring
 from projections import services
 from projections.models import AccountSummary
-from techbank_site import bootstrap
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,7 +18,7 @@ def test_the_read_model_shows_a_command_in_the_very_next_query(api):
     ).json()
     api.post(f"/api/accounts/{account['id']}/deposits", {"amount": "2.00"}, format="json")
     assert api.get(f"/api/accounts/{account['id']}/").json()["balance"] == "3.00"
-    assert bootstrap.event_store().unpublished() == []
+    assert wiring.services().event_store.unpublished() == []
 
 
 def test_a_failed_projection_keeps_the_events_and_the_next_command_catches_up(api, monkeypatch):
@@ -33,12 +33,12 @@ def test_a_failed_projection_keeps_the_events_and_the_next_command_catches_up(ap
     response = api.post(f"/api/accounts/{account['id']}/deposits", {"amount": "2.00"}, format="json")
     assert response.status_code == 200 and response.json()["balance"] == "3.00"  # the command happened
     assert AccountSummary.objects.get(id=account["id"]).balance == Decimal("1.00")  # the read side lags
-    assert [e.version for e in bootstrap.event_store().unpublished()] == [2]
+    assert [e.version for e in wiring.services().event_store.unpublished()] == [2]
 
     monkeypatch.undo()
     api.post(f"/api/accounts/{account['id']}/deposits", {"amount": "4.00"}, format="json")
     assert AccountSummary.objects.get(id=account["id"]).balance == Decimal("7.00")
-    assert bootstrap.event_store().unpublished() == []
+    assert wiring.services().event_store.unpublished() == []
 
 
 def test_the_kafka_commands_say_clearly_that_the_embedded_stack_has_no_topic():

@@ -7,10 +7,11 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from eventstore.tasks import relay_outbox_task
+from entrypoints.tasks import relay_outbox_task
+from entrypoints.wiring import services
 from projections.models import AccountSummary, DeadLetter
-from techbank_site import bootstrap
 from tests.servers.kafka import kafka_broker  # noqa: F401  (the session's broker, a pytest fixture)
+from tests.wiring import CallOnNudge, rewire
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,11 +22,10 @@ def kafka_bus(settings, kafka_broker, monkeypatch):  # noqa: F811
     settings.TECHBANK_KAFKA_BOOTSTRAP = kafka_broker
     settings.TECHBANK_KAFKA_TOPIC = f"techbank.test.{uuid.uuid4().hex[:8]}"
     # The relay runs in the request's thread when nudged, instead of in a process woken through Redis.
-    monkeypatch.setattr(bootstrap, "_nudge_relay", lambda: relay_outbox_task())
-    bootstrap.reset()
+    rewire(relay_nudges=CallOnNudge(relay_outbox_task))
     yield
-    bootstrap.event_transport().close()
-    bootstrap.reset()
+    services().transport.close()
+    rewire()
 
 
 def test_commands_reach_the_read_model_only_through_the_topic_and_the_consumer_command(api, kafka_bus):
@@ -34,7 +34,7 @@ def test_commands_reach_the_read_model_only_through_the_topic_and_the_consumer_c
     ).json()
     api.post(f"/api/accounts/{account['id']}/deposits", {"amount": "2.50"}, format="json")
     assert not AccountSummary.objects.filter(id=account["id"]).exists()  # no in-process projection
-    assert bootstrap.event_store().unpublished() == []  # the relay published both
+    assert services().event_store.unpublished() == []  # the relay published both
 
     out = StringIO()
     call_command("run_projection_consumer", "--until-idle", "3", "--group", f"g-{uuid.uuid4().hex[:6]}", stdout=out)

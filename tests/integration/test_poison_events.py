@@ -14,6 +14,7 @@ import pytest
 from django.core.management import call_command
 from django.db import DataError, IntegrityError, OperationalError
 
+from entrypoints import wiring
 from eventstore.backends.memory import InMemoryEventStore
 from eventstore.relay import relay_outbox
 from eventstore.store import NewEvent
@@ -24,8 +25,8 @@ from projections.dead_letters import dead_letter_raw
 from projections.models import AccountSummary, DeadLetter, DeadLetterStatus, LedgerEntry
 from projections.services import project_events_isolating_poison, retry_dead_letters
 from projections.verification import read_model_differences
-from techbank_site import bootstrap
 from tests.fake_relay_lock import FakeRelayLock
+from tests.wiring import rewire
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -233,8 +234,7 @@ def test_a_write_refused_for_the_events_values_is_poison_but_a_lost_race_is_not(
 def test_the_consumer_command_reports_what_it_dead_lettered(bus, monkeypatch):
     account = str(uuid.uuid4())
     bus.append(account, opened(), frozen())
-    monkeypatch.setattr(bootstrap, "event_transport", lambda: bus.transport)
-    monkeypatch.setattr(bootstrap, "event_store", lambda: bus.store)
+    rewire(event_store=bus.store, transport=bus.transport)
     out = StringIO()
     call_command("run_projection_consumer", "--until-idle", "0.5", "--group", "cmd", stdout=out)
     assert "received 2, applied 1, dead-lettered 1" in out.getvalue()
@@ -245,7 +245,7 @@ def test_the_consumer_command_reports_what_it_dead_lettered(bus, monkeypatch):
 
 
 def test_a_poison_event_in_the_outbox_does_not_hold_up_other_accounts(api):
-    store = bootstrap.event_store()
+    store = wiring.services().event_store
     poisoned = api.post(
         "/api/accounts/", {"holder": "Poisoned", "account_type": "SAVINGS", "opening_balance": "1.00"}, format="json"
     ).json()["id"]
@@ -338,7 +338,7 @@ def test_retrying_an_event_that_was_applied_meanwhile_marks_it_applied_and_chang
 
 
 def test_a_rebuild_stops_a_poisoned_account_before_the_poison_and_records_it(api, monkeypatch):
-    store = bootstrap.event_store()
+    store = wiring.services().event_store
     accounts = [
         api.post(
             "/api/accounts/", {"holder": h, "account_type": "SAVINGS", "opening_balance": "5.00"}, format="json"

@@ -12,15 +12,15 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
+from entrypoints.wiring import services
 from projections.models import AccountSummary, LedgerEntry
 from projections.verification import read_model_differences
-from techbank_site import bootstrap
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def differing_accounts() -> list[str]:
-    return [difference.account_id for difference in read_model_differences(event_store=bootstrap.event_store())]
+    return [difference.account_id for difference in read_model_differences(event_store=services().event_store)]
 
 
 def read_model_snapshot():
@@ -66,15 +66,15 @@ def test_a_rebuild_gives_the_same_read_model_as_live_projection(busy_bank):
     assert len(live[0]) == 12
     call_command("rebuild_read_model", "--no-progress", stdout=StringIO())
     assert read_model_snapshot() == live
-    assert list(read_model_differences(event_store=bootstrap.event_store())) == []
+    assert list(read_model_differences(event_store=services().event_store)) == []
 
 
 def test_rebuild_restores_a_damaged_read_model_and_reports_what_it_replayed(busy_bank):
     live = read_model_snapshot()
-    total_events = bootstrap.event_store().count_events()
+    total_events = services().event_store.count_events()
     AccountSummary.objects.filter(holder="holder 1").update(balance="999999.99")
     LedgerEntry.objects.filter(kind="DEPOSIT").delete()
-    assert list(read_model_differences(event_store=bootstrap.event_store()))
+    assert list(read_model_differences(event_store=services().event_store))
 
     out, err = StringIO(), StringIO()
     call_command("rebuild_read_model", stdout=out, stderr=err)
@@ -88,8 +88,8 @@ def test_projecting_the_same_events_twice_changes_nothing(busy_bank):
     from projections.services import project_events
 
     live = read_model_snapshot()
-    everything = list(bootstrap.event_store().read_all())
-    assert project_events(events=everything, event_store=bootstrap.event_store()) == 0
+    everything = list(services().event_store.read_all())
+    assert project_events(events=everything, event_store=services().event_store) == 0
     assert read_model_snapshot() == live
 
 
@@ -101,7 +101,7 @@ def test_events_projected_out_of_order_fill_the_gap_from_the_store(api):
     ).json()
     for _ in range(3):
         api.post(f"/api/accounts/{account['id']}/deposits", {"amount": "1.00"}, format="json")
-    store = bootstrap.event_store()
+    store = services().event_store
     AccountSummary.objects.all().delete()
     LedgerEntry.objects.all().delete()
     latest = store.load_stream(account["id"])[-1]
@@ -181,7 +181,7 @@ def test_verify_read_model_names_a_ledger_without_an_account_in_the_event_store(
 
 
 def test_verify_read_model_shows_its_progress_unless_told_not_to(busy_bank):
-    total = bootstrap.event_store().count_events()
+    total = services().event_store.count_events()
     err = StringIO()
     call_command("verify_read_model", stdout=StringIO(), stderr=err)
     assert "Verifying" in err.getvalue() and f"{total}/{total}" in err.getvalue()
@@ -216,7 +216,7 @@ def test_verify_read_model_names_an_account_whose_ledger_was_rewritten_in_the_mi
     open_account_with_deposits(api, "Honest")
     _rewrite_the_second_entry(forged)
 
-    assert [(d.account_id, d.reasons) for d in read_model_differences(event_store=bootstrap.event_store())] == [
+    assert [(d.account_id, d.reasons) for d in read_model_differences(event_store=services().event_store)] == [
         (forged, ["ledger differs: an entry does not match its event"])
     ]
     out = StringIO()
@@ -228,7 +228,7 @@ def test_verify_read_model_names_an_account_whose_ledger_was_rewritten_in_the_mi
 def test_verify_read_model_reports_every_differing_account_with_its_reasons(api):
     from eventstore.store import NewEvent
 
-    store = bootstrap.event_store()
+    store = services().event_store
     accounts = {
         name: open_account_with_deposits(api, name)
         for name in (
@@ -333,7 +333,7 @@ class BusyBank:
         from accounts.domain.errors import AccountRuleViolation
 
         rng = random.Random(seed)
-        bus = bootstrap.command_bus()
+        bus = services().bus
         while not self.stop.is_set():
             choice = rng.random()
             try:
@@ -365,7 +365,7 @@ class BusyBank:
     def _consumer(self, _seed: int) -> None:
         from projections.services import project_events_isolating_poison
 
-        store = bootstrap.event_store()
+        store = services().event_store
         position = 0
         while True:
             stopping = self.stop.is_set()  # read first: one more pass after the tellers stop
@@ -392,9 +392,7 @@ def test_a_rebuild_finishes_while_commands_and_the_consumer_run_and_equals_the_e
         if tables == rebuild.COPY_TABLES and not connection.in_atomic_block and not opened_just_before_the_swap:
             from accounts.domain.commands import OpenAccount
 
-            account = bootstrap.command_bus().handle(
-                OpenAccount(holder="Late", account_type="SAVINGS", opening_balance="3.00")
-            )
+            account = services().bus.handle(OpenAccount(holder="Late", account_type="SAVINGS", opening_balance="3.00"))
             opened_just_before_the_swap.append(str(account.id))
         return caught_up
 
@@ -408,7 +406,7 @@ def test_a_rebuild_finishes_while_commands_and_the_consumer_run_and_equals_the_e
             if len(progress_calls) <= 2:  # mid-rebuild, the bank's commands complete
                 bank.wait_for_commands(5)
 
-        events, _ = rebuild.rebuild_read_model(event_store=bootstrap.event_store(), on_progress=on_progress)
+        events, _ = rebuild.rebuild_read_model(event_store=services().event_store, on_progress=on_progress)
         bank.wait_for_commands(5)  # and after it, on the new read model
 
     assert not bank.errors, bank.errors
@@ -426,7 +424,7 @@ def test_a_projection_that_loses_the_race_for_a_new_account_takes_it_as_already_
     account_id = open_account_with_deposits(api, "Raced", deposits=2)
     AccountSummary.objects.filter(id=account_id).delete()
     LedgerEntry.objects.filter(account_id=account_id).delete()
-    store = bootstrap.event_store()
+    store = services().event_store
     events = store.load_stream(account_id)
     unapplied = services._unapplied
     rival_done = []

@@ -9,11 +9,11 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
+from entrypoints.drf.permissions import REBUILD_READ_MODEL, VIEW_ACCOUNTS
+from entrypoints.wiring import services
 from projections import rebuild
 from projections.models import AccountSummary, RebuildJob
 from projections.rebuild import ABANDONED_AFTER, RebuildAbandoned, rebuild_job_run, rebuild_job_start
-from techbank_site import bootstrap
-from techbank_site.api.permissions import REBUILD_READ_MODEL, VIEW_ACCOUNTS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,7 +58,7 @@ def test_a_rebuild_started_through_the_api_answers_202_and_can_be_watched_to_its
     wait_for_the_rebuild_thread(job["id"])
     watched = api.get(started["Location"])
     assert watched.status_code == 200
-    events = bootstrap.event_store().count_events()
+    events = services().event_store.count_events()
     assert {k: watched.json()[k] for k in ("status", "events_done", "events_total", "accounts", "error")} == {
         "status": "SUCCEEDED",
         "events_done": events,
@@ -108,7 +108,7 @@ def test_a_rebuild_whose_process_stopped_is_taken_over_and_cannot_come_back(api)
         cursor.execute(f"INSERT INTO {rebuild.COPY_TABLES.summary} SELECT * FROM {rebuild.LIVE_TABLES.summary}")
     try:
         with pytest.raises(RebuildAbandoned):
-            rebuild_job_run(job_id=stopped.pk, event_store=bootstrap.event_store())
+            rebuild_job_run(job_id=stopped.pk, event_store=services().event_store)
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT COUNT(*) FROM {rebuild.COPY_TABLES.summary}")
             assert cursor.fetchone() == (1,)

@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
+from entrypoints.wiring import services
 from eventstore.backends.django_orm import DjangoEventStore
 from eventstore.relay import RelayLockLost, holding, relay_outbox
 from eventstore.store import NewEvent
 from eventstore.transports.kafka import KafkaTransport
-from techbank_site import bootstrap
 from tests.contract.event_transport_contract import group, receive
 from tests.integration.test_relay_lock import HANG_SECONDS, redis_client, wait_until  # noqa: F401  (a fixture)
 from tests.servers.kafka import kafka_broker  # noqa: F401  (the session's broker, a pytest fixture)
@@ -84,7 +84,7 @@ def test_a_relay_whose_lock_is_taken_mid_drain_stops_and_the_topic_never_holds_a
     # Two producers, as two relay processes have.
     first_transport, second_transport = KafkaTransport(kafka_broker, topic), KafkaTransport(kafka_broker, topic)
     first_transport.ensure_topic()
-    first_lock, second_lock = bootstrap.relay_lock(first_transport), bootstrap.relay_lock(second_transport)
+    first_lock, second_lock = services().relay_lock(first_transport), services().relay_lock(second_transport)
     first_done = threading.Event()
     second_outbox = SecondRelaysOutbox(store, first_done)
     second_relay: dict = {}

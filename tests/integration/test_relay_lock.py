@@ -11,14 +11,15 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 
-from eventstore import tasks
+from entrypoints import tasks
+from entrypoints.wiring import services
 from eventstore.relay import holding
 from eventstore.store import NewEvent
 from eventstore.transports.kafka import KafkaTransport
-from techbank_site import bootstrap
 from tests.contract.relay_lock_contract import RelayLockContract
 from tests.servers.kafka import TopicSize, kafka_broker  # noqa: F401  (the session's broker, a pytest fixture)
 from tests.servers.processes import unavailable
+from tests.wiring import rewire
 
 REDIS_URL = os.environ.get("TECHBANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 HANG_SECONDS = 30  # bounds a wait that should end in milliseconds: only a hang reaches it
@@ -50,7 +51,7 @@ def redis_client(settings):
 class TestRedisRelayLock(RelayLockContract):
     @pytest.fixture
     def make_lock(self, redis_client):
-        return lambda: bootstrap.relay_lock(UNUSED_TRANSPORT)
+        return lambda: services().relay_lock(UNUSED_TRANSPORT)
 
     @pytest.fixture
     def lapse(self, redis_client):
@@ -66,7 +67,7 @@ UNUSED_TRANSPORT = KafkaTransport("127.0.0.1:9", "relay-lock-test")
 
 
 def test_a_relay_that_dies_holding_the_lock_holds_up_the_next_one_for_under_a_minute(redis_client):
-    dead_relays_lock = bootstrap.relay_lock(UNUSED_TRANSPORT)
+    dead_relays_lock = services().relay_lock(UNUSED_TRANSPORT)
     assert dead_relays_lock.acquire(blocking=False)  # and then its process is killed: nobody releases it
     assert dead_relays_lock.timeout < 60
     assert 0 < redis_client.pttl(dead_relays_lock.name) < 60_000
@@ -77,14 +78,14 @@ def test_the_lock_outlasts_the_longest_send_so_a_confirmed_batch_is_out_before_a
 ):
     longest_send = UNUSED_TRANSPORT.longest_send_seconds()
     assert longest_send > 30  # connecting, metadata, delivery and its grace: kafka.py's timeouts
-    assert bootstrap.relay_lock(UNUSED_TRANSPORT).timeout > longest_send
+    assert services().relay_lock(UNUSED_TRANSPORT).timeout > longest_send
     settings.TECHBANK_RELAY_LOCK_SECONDS = longest_send  # as the 10 s lock was: shorter than a send
     with pytest.raises(ImproperlyConfigured, match="TECHBANK_RELAY_LOCK_SECONDS"):
-        bootstrap.relay_lock(UNUSED_TRANSPORT)
+        services().relay_lock(UNUSED_TRANSPORT)
 
 
 def test_the_lock_is_kept_while_a_relay_runs_longer_than_its_timeout(redis_client):
-    lock = bootstrap.relay_lock(UNUSED_TRANSPORT)
+    lock = services().relay_lock(UNUSED_TRANSPORT)
     lock.timeout = 1.5  # so that the test need not run for the real timeout
     renewals, last_ttl = 0, None
     with holding(lock) as lost:
@@ -106,15 +107,15 @@ def kafka_relay(settings, redis_client, kafka_broker):  # noqa: F811
     settings.TECHBANK_EVENT_STORE = "sql"
     settings.TECHBANK_EVENT_BUS = "kafka"
     settings.TECHBANK_KAFKA_BOOTSTRAP = kafka_broker
-    bootstrap.reset()
-    store = bootstrap.event_store()
+    rewire()
+    store = services().event_store
     now = datetime.now(UTC)
     store.append(
         str(uuid.uuid4()), 0, [NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, now, {}) for _ in range(2)]
     )
     yield store
-    bootstrap.event_transport().close()
-    bootstrap.reset()
+    services().transport.close()
+    rewire()
 
 
 def on_the_topic() -> int:
@@ -128,7 +129,7 @@ def on_the_topic() -> int:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_one_off_relay_command_refuses_in_one_line_while_another_relay_holds_the_lock(kafka_relay):
-    with holding(bootstrap.relay_lock(UNUSED_TRANSPORT)):  # as a running `relay_outbox --follow` holds it
+    with holding(services().relay_lock(UNUSED_TRANSPORT)):  # as a running `relay_outbox --follow` holds it
         with pytest.raises(CommandError, match="another relay holds the relay lock") as refused:
             call_command("relay_outbox")
         assert "\n" not in str(refused.value)
@@ -142,7 +143,7 @@ def test_the_one_off_relay_command_refuses_in_one_line_while_another_relay_holds
 def test_the_relay_task_does_nothing_while_another_relay_holds_the_lock_and_relays_once_it_is_free(
     kafka_relay, redis_client
 ):
-    follower = bootstrap.relay_lock(UNUSED_TRANSPORT)
+    follower = services().relay_lock(UNUSED_TRANSPORT)
     with holding(follower):  # as a running `relay_outbox --follow` holds it
         tasks.relay_outbox_task()
         assert len(kafka_relay.unpublished()) == 2

@@ -6,10 +6,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from entrypoints.wiring import services
 from eventstore.models import StoredEventRecord
 from eventstore.store import EventStore, NewEvent
-from techbank_site import bootstrap
 from tests.delegating_store import DelegatingEventStore
+from tests.wiring import rewire
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -87,13 +88,13 @@ def deposits(count: int) -> list[NewEvent]:
 def long_account(api):
     """An account of 300 events (the deposits stored straight into the event store, for speed)."""
     account = open_account(api)
-    bootstrap.event_store().append(account["id"], 1, deposits(299))
+    services().event_store.append(account["id"], 1, deposits(299))
     return account
 
 
 def test_a_page_of_events_reads_only_that_page_from_the_store(api, long_account, monkeypatch):
-    counting = CountingReads(bootstrap.event_store())
-    monkeypatch.setattr(bootstrap, "event_store", lambda: counting)
+    counting = CountingReads(services().event_store)
+    rewire(event_store=counting)
     response = api.get(f"/api/accounts/{long_account['id']}/events", {"page": 3, "page_size": 20})
     assert response.status_code == 200
     body = response.json()

@@ -21,8 +21,8 @@ import pytest
 import redis
 from pymongo.errors import OperationFailure
 
+from entrypoints.wiring import services
 from eventstore.backends.mongo import MongoEventStore
-from techbank_site import bootstrap
 from tests.contract.event_store_contract import new_event, stream
 from tests.contract.event_transport_contract import account, group, make_event, receive
 from tests.integration.test_relay_lock import UNUSED_TRANSPORT
@@ -30,6 +30,7 @@ from tests.servers.kafka import kafka_broker  # noqa: F401  (the session's broke
 from tests.servers.mongo import running_mongo_server_with_user
 from tests.servers.processes import ServerUnavailable, unavailable
 from tests.servers.redis import redis_requiring
+from tests.wiring import rewire
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "testonly" + uuid.uuid4().hex  # letters and digits, as the README asks of every password
@@ -48,21 +49,21 @@ def broker_url(settings, redis_requiring_password):
         host = redis_requiring_password.removeprefix("redis://")
         settings.CELERY_BROKER_URL = f"redis://:{password}@{host}/0" if password is not None else f"redis://{host}/0"
         settings.TECHBANK_KAFKA_TOPIC = f"techbank-auth-{uuid.uuid4().hex[:8]}"
-        bootstrap.reset()
+        rewire()
 
     yield use
-    bootstrap.reset()
+    rewire()
 
 
 def test_the_relay_lock_and_nudges_work_on_a_redis_that_wants_the_password_the_broker_url_carries(broker_url):
     broker_url(PASSWORD)
-    lock = bootstrap.relay_lock(UNUSED_TRANSPORT)
+    lock = services().relay_lock(UNUSED_TRANSPORT)
     assert lock.acquire(blocking=False)
     lock.release()
-    listener = bootstrap.relay_nudges().listen()
+    listener = services().relay_nudges.listen()
     try:
         listener.wait(0.05)  # subscribes
-        bootstrap.relay_nudges().nudge()
+        services().relay_nudges.nudge()
         assert listener.wait(5) is True
     finally:
         listener.close()
@@ -72,9 +73,9 @@ def test_the_relay_lock_and_nudges_work_on_a_redis_that_wants_the_password_the_b
 def test_without_the_right_password_redis_refuses_the_relay(broker_url, password):
     broker_url(password)
     with pytest.raises(redis.AuthenticationError):
-        bootstrap.relay_lock(UNUSED_TRANSPORT).acquire(blocking=False)
+        services().relay_lock(UNUSED_TRANSPORT).acquire(blocking=False)
     with pytest.raises(redis.AuthenticationError):
-        bootstrap.relay_nudges().nudge()
+        services().relay_nudges.nudge()
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +126,9 @@ def test_the_apps_kafka_clients_sign_in_with_sasl_as_the_settings_say(settings, 
     settings.TECHBANK_KAFKA_SASL_MECHANISM = "PLAIN"
     settings.TECHBANK_KAFKA_USERNAME = "techbank"
     settings.TECHBANK_KAFKA_PASSWORD = PASSWORD
-    bootstrap.reset()
+    rewire()
     try:
-        transport = bootstrap.event_transport()
+        transport = services().transport
         event = make_event(account())
         transport.send([event])
         subscription = transport.subscribe(group("auth"))
@@ -141,4 +142,4 @@ def test_the_apps_kafka_clients_sign_in_with_sasl_as_the_settings_say(settings, 
         finally:
             subscription.close()
     finally:
-        bootstrap.reset()
+        rewire()

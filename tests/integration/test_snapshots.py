@@ -5,10 +5,11 @@ from decimal import Decimal
 import pytest
 
 from accounts.adapters.repository import aggregate_schema
+from entrypoints.wiring import services
 from eventstore.models import SnapshotRecord
-from techbank_site import bootstrap
 from tests.aggregate_code import edit_aggregate_code  # noqa: F401 (fixture)
 from tests.integration.test_concurrent_commands import race
+from tests.wiring import rewire
 
 pytestmark = pytest.mark.django_db(transaction=True)
 EVERY = 5
@@ -17,9 +18,9 @@ EVERY = 5
 @pytest.fixture(autouse=True)
 def snapshot_every_five(settings):
     settings.TECHBANK_SNAPSHOT_EVERY = EVERY
-    bootstrap.reset()
+    rewire()
     yield
-    bootstrap.reset()
+    rewire()
 
 
 def open_account(api) -> str:
@@ -38,7 +39,7 @@ def test_commands_on_a_long_account_store_snapshots_beside_its_events(api):
         assert api.post(f"/api/accounts/{account_id}/deposits", {"amount": "1.00"}, format="json").status_code == 200
     snapshot = SnapshotRecord.objects.get(stream_id=account_id)
     assert snapshot.version == 10 and snapshot.state["balance"] == "9.00"  # the opening, then 9 deposits
-    assert bootstrap.account_repository().get(account_id).balance == Decimal("12.00")
+    assert services().account_repository.get(account_id).balance == Decimal("12.00")
 
 
 def test_a_tampered_snapshot_is_ignored_and_replaced(api):
@@ -46,7 +47,7 @@ def test_a_tampered_snapshot_is_ignored_and_replaced(api):
     for _ in range(EVERY):
         api.post(f"/api/accounts/{account_id}/deposits", {"amount": "1.00"}, format="json")
     SnapshotRecord.objects.filter(stream_id=account_id).update(state={"balance": "1000000.00"})
-    bootstrap.reset()  # a new process: nothing remembered
+    rewire()  # a new process: nothing remembered
     response = api.post(f"/api/accounts/{account_id}/withdrawals", {"amount": "6.00"}, format="json")
     assert response.status_code == 409 and response.json()["code"] == "insufficient_funds"
     assert SnapshotRecord.objects.get(stream_id=account_id).state["balance"] == "5.00"
@@ -60,10 +61,10 @@ def test_a_snapshot_written_before_the_aggregates_code_changed_is_replayed_past_
     written = SnapshotRecord.objects.get(stream_id=account_id)
     SnapshotRecord.objects.filter(stream_id=account_id).update(state={**written.state, "balance": "1000000.00"})
     # The same code trusts it: its balance, plus the deposit after it (6 events, a snapshot at 5).
-    assert bootstrap.account_repository().get(account_id).balance == Decimal("1000001.00")
+    assert services().account_repository.get(account_id).balance == Decimal("1000001.00")
 
     edit_aggregate_code()
-    bootstrap.reset()  # a new process running the new release
+    rewire()  # a new process running the new release
     response = api.post(f"/api/accounts/{account_id}/withdrawals", {"amount": "6.00"}, format="json")
     assert response.status_code == 409 and response.json()["code"] == "insufficient_funds"
     replacement = SnapshotRecord.objects.get(stream_id=account_id)
@@ -75,5 +76,5 @@ def test_racing_commands_with_frequent_snapshots_all_succeed_and_add_up(api):
     account_id = open_account(api)
     responses = race(api, [(f"/api/accounts/{account_id}/deposits", {"amount": "0.01"})] * 12)
     assert [r.status_code for r in responses] == [200] * 12
-    assert bootstrap.account_repository().get(account_id).balance == Decimal("0.12")
+    assert services().account_repository.get(account_id).balance == Decimal("0.12")
     assert SnapshotRecord.objects.get(stream_id=account_id).version >= EVERY

@@ -4,7 +4,9 @@ import time
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from techbank_site import bootstrap
+from bootstrap import kafka_authentication
+from entrypoints.wiring import services
+from tests.wiring import rewire
 
 
 @pytest.fixture
@@ -21,9 +23,9 @@ def slow_to_build_store(settings, monkeypatch):
 
     settings.TECHBANK_EVENT_STORE = "sql"
     monkeypatch.setattr(django_orm, "DjangoEventStore", SlowStore)
-    bootstrap.reset()
+    rewire()
     yield built
-    bootstrap.reset()
+    rewire()
 
 
 def test_threads_asking_for_the_event_store_at_once_all_get_the_one_store_built(slow_to_build_store):
@@ -33,7 +35,7 @@ def test_threads_asking_for_the_event_store_at_once_all_get_the_one_store_built(
 
     def ask():
         start.wait()
-        got.append(bootstrap.event_store())
+        got.append(services().event_store)
 
     threads = [threading.Thread(target=ask) for _ in range(threads_at_once)]
     for thread in threads:
@@ -54,7 +56,7 @@ def kafka_settings(settings):
 
 
 def test_with_sasl_configured_every_kafka_client_gets_the_mechanism_and_the_user(kafka_settings):
-    assert bootstrap.kafka_authentication() == {
+    assert kafka_authentication(kafka_settings) == {
         "security_protocol": "SASL_PLAINTEXT",
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "techbank",
@@ -64,13 +66,13 @@ def test_with_sasl_configured_every_kafka_client_gets_the_mechanism_and_the_user
 
 def test_plaintext_kafka_needs_no_user(settings):
     settings.TECHBANK_KAFKA_SECURITY_PROTOCOL = "PLAINTEXT"
-    assert bootstrap.kafka_authentication() == {}
+    assert kafka_authentication(settings) == {}
 
 
 def test_sasl_without_a_password_is_refused_with_what_to_set(kafka_settings):
     kafka_settings.TECHBANK_KAFKA_PASSWORD = ""
     with pytest.raises(ImproperlyConfigured, match="TECHBANK_KAFKA_USERNAME and TECHBANK_KAFKA_PASSWORD"):
-        bootstrap.kafka_authentication()
+        kafka_authentication(kafka_settings)
 
 
 @pytest.mark.parametrize(
@@ -78,5 +80,5 @@ def test_sasl_without_a_password_is_refused_with_what_to_set(kafka_settings):
 )
 def test_an_unknown_kafka_protocol_or_mechanism_is_refused_with_the_choices(kafka_settings, setting, value):
     setattr(kafka_settings, setting, value)
-    with pytest.raises(ValueError, match=f"{setting}='{value}' is not one of"):
-        bootstrap.kafka_authentication()
+    with pytest.raises(ImproperlyConfigured, match=f"{setting}='{value}' is not one of"):
+        kafka_authentication(kafka_settings)

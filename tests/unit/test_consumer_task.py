@@ -7,12 +7,13 @@ import pytest
 from django.conf import settings
 from django.db import OperationalError
 
+from entrypoints import tasks
 from eventstore.backends.memory import InMemoryEventStore
 from eventstore.store import NewEvent
 from eventstore.transports.memory import InMemoryTransport
-from projections import consumer, tasks
+from projections import consumer
 from projections.services import ProjectionOutcome
-from techbank_site import bootstrap
+from tests.wiring import rewire
 
 
 class ReadDatabaseDownOnce:
@@ -36,11 +37,11 @@ class ReadDatabaseDownOnce:
 @pytest.fixture
 def in_memory_stack(monkeypatch):
     store, transport = InMemoryEventStore(), InMemoryTransport(partitions=1)
-    bootstrap.close_projection_subscription()
-    monkeypatch.setattr(bootstrap, "event_store", lambda: store)
-    monkeypatch.setattr(bootstrap, "event_transport", lambda: transport)
+    tasks.projection_subscription.close()
+    rewire(event_store=store, transport=transport)
     yield store, transport
-    bootstrap.close_projection_subscription()
+    tasks.projection_subscription.close()
+    rewire()
 
 
 def test_a_batch_the_read_database_refused_is_applied_by_the_next_run_not_skipped(in_memory_stack, monkeypatch):
@@ -59,5 +60,5 @@ def test_a_batch_the_read_database_refused_is_applied_by_the_next_run_not_skippe
     tasks.consume_events_task(seconds=0)
 
     assert projector.projected == [[1, 2]]
-    bootstrap.close_projection_subscription()  # the worker process leaves the group
+    tasks.projection_subscription.close()  # the worker process leaves the group
     assert transport.subscribe(settings.TECHBANK_KAFKA_GROUP).poll(timeout_ms=10) == []  # the batch was committed

@@ -297,15 +297,16 @@ def test_snapshots_leave_out_expired_idempotency_keys_but_keep_live_ones(events,
 
 
 def test_the_composition_root_configures_snapshots_from_settings(settings):
-    from techbank_site import bootstrap
+    from entrypoints.wiring import services
+    from tests.wiring import rewire
 
     settings.TECHBANK_EVENT_STORE = "sql"
     settings.TECHBANK_SNAPSHOT_EVERY = 7
-    bootstrap.reset()
+    rewire()
     try:
-        repo = bootstrap.command_bus().accounts
-        assert repo.snapshot_every == 7 and repo.snapshots is bootstrap.snapshot_store()
+        repo = services().bus.accounts
+        assert repo.snapshot_every == 7 and repo.snapshots is services().snapshot_store
         assert repo.idempotency_ttl == timedelta(hours=settings.TECHBANK_IDEMPOTENCY_TTL_HOURS)
-        assert repo.event_store is bootstrap.event_store()
+        assert repo.event_store is services().event_store
     finally:
-        bootstrap.reset()
+        rewire()
