@@ -5,6 +5,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 from django.db import models
 
+from accounts.domain.bank_account import ACCOUNT_TYPES
+
 if TYPE_CHECKING:
     from enum import StrEnum
 
@@ -26,15 +28,14 @@ class AccountStatus(TextChoices):
     CLOSED = "CLOSED", "Closed"
 
 
-class AccountType(TextChoices):
-    SAVINGS = "SAVINGS", "Savings"
-    CURRENT = "CURRENT", "Current"
+# The domain decides which account types exist; the read model only labels them ("SAVINGS" -> "Savings").
+ACCOUNT_TYPE_CHOICES = [(account_type, account_type.title()) for account_type in ACCOUNT_TYPES]
 
 
 class AccountSummary(models.Model):
     id = models.UUIDField(primary_key=True)
     holder = models.CharField(max_length=255, db_index=True)
-    account_type = models.CharField(max_length=16, choices=AccountType.choices)
+    account_type = models.CharField(max_length=16, choices=ACCOUNT_TYPE_CHOICES)
     balance = models.DecimalField(max_digits=15, decimal_places=2)
     status = models.CharField(max_length=8, choices=AccountStatus.choices, default=AccountStatus.OPEN)
     opened_at = models.DateTimeField()
