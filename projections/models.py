@@ -161,6 +161,8 @@ class RebuildJob(models.Model):
     class Meta:
         ordering = ["-started_at"]
         verbose_name = "read model rebuild"
+        # The read side's own permission (README, "Access"): it guards starting and watching rebuilds.
+        permissions = [("rebuild_read_model", "Can rebuild the read model")]
 
     def __str__(self) -> str:
         return f"rebuild {self.id} ({self.status})"
