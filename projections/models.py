@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from django.db import models
 
-from accounts.domain.bank_account import ACCOUNT_TYPES
+from accounts.domain.bank_account import ACCOUNT_TYPES, MAX_HOLDER_LENGTH
 
 if TYPE_CHECKING:
     from enum import StrEnum
@@ -34,7 +34,7 @@ ACCOUNT_TYPE_CHOICES = [(account_type, account_type.title()) for account_type in
 
 class AccountSummary(models.Model):
     id = models.UUIDField(primary_key=True)
-    holder = models.CharField(max_length=255, db_index=True)
+    holder = models.CharField(max_length=MAX_HOLDER_LENGTH, db_index=True)
     account_type = models.CharField(max_length=16, choices=ACCOUNT_TYPE_CHOICES)
     balance = models.DecimalField(max_digits=15, decimal_places=2)
     status = models.CharField(max_length=8, choices=AccountStatus.choices, default=AccountStatus.OPEN)
