@@ -36,7 +36,8 @@ class IdempotencyRecord(models.Model):
 class AccountCommandPermissions(models.Model):  # noqa: DJ008 - no rows to name: it only carries permissions
     """No table: it only carries the Django permissions of the commands (README, "Access").
 
-    Looking accounts up needs projections.view_accountsummary; these are the rest.
+    Looking accounts up needs projections.view_accountsummary and rebuilding the read
+    model projections.rebuild_read_model (the read side's own); these are the commands'.
     """
 
     class Meta:
@@ -46,5 +47,4 @@ class AccountCommandPermissions(models.Model):  # noqa: DJ008 - no rows to name:
             ("open_account", "Can open accounts"),
             ("move_money", "Can deposit and withdraw funds"),
             ("close_account", "Can close accounts"),
-            ("rebuild_read_model", "Can rebuild the read model"),
         ]

@@ -5,6 +5,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 from django.db import models
 
+from accounts.domain.bank_account import ACCOUNT_TYPES, MAX_HOLDER_LENGTH
+
 if TYPE_CHECKING:
     from enum import StrEnum
 
@@ -26,15 +28,14 @@ class AccountStatus(TextChoices):
     CLOSED = "CLOSED", "Closed"
 
 
-class AccountType(TextChoices):
-    SAVINGS = "SAVINGS", "Savings"
-    CURRENT = "CURRENT", "Current"
+# The domain decides which account types exist; the read model only labels them ("SAVINGS" -> "Savings").
+ACCOUNT_TYPE_CHOICES = [(account_type, account_type.title()) for account_type in ACCOUNT_TYPES]
 
 
 class AccountSummary(models.Model):
     id = models.UUIDField(primary_key=True)
-    holder = models.CharField(max_length=255, db_index=True)
-    account_type = models.CharField(max_length=16, choices=AccountType.choices)
+    holder = models.CharField(max_length=MAX_HOLDER_LENGTH, db_index=True)
+    account_type = models.CharField(max_length=16, choices=ACCOUNT_TYPE_CHOICES)
     balance = models.DecimalField(max_digits=15, decimal_places=2)
     status = models.CharField(max_length=8, choices=AccountStatus.choices, default=AccountStatus.OPEN)
     opened_at = models.DateTimeField()
@@ -160,6 +161,8 @@ class RebuildJob(models.Model):
     class Meta:
         ordering = ["-started_at"]
         verbose_name = "read model rebuild"
+        # The read side's own permission (README, "Access"): it guards starting and watching rebuilds.
+        permissions = [("rebuild_read_model", "Can rebuild the read model")]
 
     def __str__(self) -> str:
         return f"rebuild {self.id} ({self.status})"

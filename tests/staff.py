@@ -1,11 +1,13 @@
 """Staff users for tests: Django permissions by name, the migrated groups, token clients."""
 
 import importlib
+from functools import cache
 from types import SimpleNamespace
 
-from django.apps import apps
 from django.contrib.auth.models import Group, Permission
 from django.db import connection
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.state import StateApps
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -22,16 +24,30 @@ def grant(user, *permissions: str) -> None:
         user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
 
 
+# The data migrations that make the staff groups and give them their permissions, in order:
+# (app label, migration, its forward function).
+STAFF_MIGRATIONS = (
+    ("accounts", "0003_staff_groups", "create_staff_groups"),
+    ("projections", "0004_staff_see_dead_letters", "add_dead_letter_permissions"),
+    ("projections", "0005_rebuild_read_model_permission", "move_to_read_side"),
+)
+
+
+@cache
+def _models_at(app_label: str, migration: str) -> StateApps:
+    """The models as that migration sees them (the rebuild permission was an accounts one at first)."""
+    return MigrationLoader(connection).project_state((app_label, migration)).apps
+
+
 def staff_group(name: str) -> Group:
-    """A group the data migration made. A transactional test's flush empties the
-    tables after it, so it is made again here the same way (test_access.py checks
-    that a fresh `migrate` makes them)."""
+    """A group the data migrations made. A transactional test's flush empties the
+    tables after it, so it is made again here the same way, each migration with
+    the models of its time (test_access.py checks that a fresh `migrate` makes them)."""
     if not Group.objects.filter(name=name).exists():
         schema_editor = SimpleNamespace(connection=connection)
-        importlib.import_module("accounts.migrations.0003_staff_groups").create_staff_groups(apps, schema_editor)
-        importlib.import_module("accounts.migrations.0004_staff_see_dead_letters").add_dead_letter_permissions(
-            apps, schema_editor
-        )
+        for app_label, migration, forwards in STAFF_MIGRATIONS:
+            module = importlib.import_module(f"{app_label}.migrations.{migration}")
+            getattr(module, forwards)(_models_at(app_label, migration), schema_editor)
     return Group.objects.get(name=name)
 
 

@@ -9,6 +9,7 @@ VIEW = [
     ("eventstore", "view_storedeventrecord"),
 ]
 OPEN_AND_MOVE = [("accounts", "open_account"), ("accounts", "move_money")]
+# The rebuild permission is the read side's now: projections/migrations/0005 moves it there.
 CLOSE_AND_REBUILD = [("accounts", "close_account"), ("accounts", "rebuild_read_model")]
 
 STAFF_GROUPS = {

@@ -12,6 +12,7 @@ from entrypoints.drf.idempotency import idempotent
 from entrypoints.drf.permissions import REBUILD_READ_MODEL, requires
 from entrypoints.drf.schema import ERROR_RESPONSES, ErrorSerializer
 from projections import selectors
+from projections.models import RebuildStatus
 from projections.rebuild import RebuildAlreadyRunning, RebuildNotStarted, rebuild_job_start
 
 
@@ -29,7 +30,7 @@ class RebuildWorkerUnavailable(APIException):
 
 class RebuildJobSerializer(serializers.Serializer):
     id = serializers.UUIDField()
-    status = serializers.ChoiceField(choices=["RUNNING", "SUCCEEDED", "FAILED"])
+    status = serializers.ChoiceField(choices=RebuildStatus.values)
     events_done = serializers.IntegerField(help_text="Events replayed so far, catch-up included.")
     events_total = serializers.IntegerField(help_text="Events in the store (it may grow while the rebuild runs).")
     accounts = serializers.IntegerField(

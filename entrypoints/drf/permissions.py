@@ -1,7 +1,8 @@
 """Who may call what: every account endpoint needs one Django permission.
 
-Reading accounts needs `projections.view_accountsummary`; each command needs
-its own permission on `accounts.AccountCommandPermissions`. Staff get them
+Reading accounts needs `projections.view_accountsummary` and rebuilding the read
+model `projections.rebuild_read_model` (on `projections.RebuildJob`); each command
+needs its own permission on `accounts.AccountCommandPermissions`. Staff get them
 through groups (README, "Access"). Anonymous requests stay 401: IsAuthenticated
 comes first, and token authentication answers it with WWW-Authenticate.
 """
@@ -12,7 +13,7 @@ VIEW_ACCOUNTS = "projections.view_accountsummary"
 OPEN_ACCOUNT = "accounts.open_account"
 MOVE_MONEY = "accounts.move_money"
 CLOSE_ACCOUNT = "accounts.close_account"
-REBUILD_READ_MODEL = "accounts.rebuild_read_model"
+REBUILD_READ_MODEL = "projections.rebuild_read_model"
 
 _ACTIONS = {
     VIEW_ACCOUNTS: "look up accounts",

@@ -3,15 +3,17 @@
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer
 from rest_framework import serializers
 
+from accounts.domain.bank_account import ACCOUNT_TYPES
 from entrypoints.drf.fields import MoneyField
+from projections.models import AccountStatus
 
 
 class AccountDetailSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     holder = serializers.CharField()
-    account_type = serializers.ChoiceField(choices=["SAVINGS", "CURRENT"])
+    account_type = serializers.ChoiceField(choices=ACCOUNT_TYPES)
     balance = MoneyField(positive=False, allow_negative=True, help_text='Decimal string, e.g. "125.00".')
-    status = serializers.ChoiceField(choices=["OPEN", "CLOSED"])
+    status = serializers.ChoiceField(choices=AccountStatus.values)
     version = serializers.IntegerField(help_text="Version of the last event applied.")
     opened_at = serializers.DateTimeField()
     closed_at = serializers.DateTimeField(allow_null=True)

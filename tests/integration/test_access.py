@@ -57,7 +57,8 @@ ACCESS = {
 }
 ROUTES = sorted(ACCESS, key=lambda method_route: (method_route[1], method_route[0]))
 
-# What each group made by the migrations may do (accounts/migrations/0003_staff_groups.py).
+# What each group made by the migrations may do (accounts/migrations/0003_staff_groups.py, and the
+# read side's projections/migrations/0005_rebuild_read_model_permission.py).
 GROUP_PERMISSIONS = {
     "Auditor": {VIEW_ACCOUNTS},
     "Teller": {VIEW_ACCOUNTS, OPEN_ACCOUNT, MOVE_MONEY},
