@@ -13,8 +13,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 from accounts.adapters.publishers import InProcessPublisher, RelayNudgePublisher
 from accounts.adapters.repository import BankAccountRepository
-from accounts.service_layer.command_bus import RECENT_ACCOUNTS, CommandBus
+from accounts.adapters.unit_of_work import EventStoreUnitOfWork
+from accounts.service_layer.command_bus import CommandBus
 from accounts.service_layer.publisher import EventPublisher
+from accounts.service_layer.unit_of_work import RECENT_ACCOUNTS, UnitOfWork
 from eventstore.snapshots import SnapshotStore
 from eventstore.store import EventStore
 from eventstore.transports.base import EventSubscription, EventTransport
@@ -84,6 +86,12 @@ def account_repository() -> BankAccountRepository:
 
 
 @_built_once
+def unit_of_work() -> UnitOfWork:
+    """The command side's one unit of work: it keeps the accounts this process stored last."""
+    return EventStoreUnitOfWork(account_repository(), recent_accounts=RECENT_ACCOUNTS)
+
+
+@_built_once
 def event_transport() -> EventTransport:
     from eventstore.transports.kafka import KafkaTransport
 
@@ -142,12 +150,7 @@ def command_bus() -> CommandBus:
         publisher = RelayNudgePublisher(_nudge_relay)
     else:
         raise _unknown("TECHBANK_EVENT_BUS", backend, "inline, kafka")
-    return CommandBus(
-        accounts=account_repository(),
-        publisher=publisher,
-        max_attempts=settings.TECHBANK_COMMAND_MAX_ATTEMPTS,
-        recent_accounts=RECENT_ACCOUNTS,
-    )
+    return CommandBus(uow=unit_of_work(), publisher=publisher, max_attempts=settings.TECHBANK_COMMAND_MAX_ATTEMPTS)
 
 
 def run_rebuild_in_background(job_id) -> None:
@@ -255,5 +258,13 @@ def close_projection_subscription() -> None:
 def reset() -> None:
     """Forget built objects (tests that change settings call this)."""
     close_projection_subscription()
-    for built in (event_store, snapshot_store, account_repository, event_transport, command_bus, relay_nudges):
+    for built in (
+        event_store,
+        snapshot_store,
+        account_repository,
+        unit_of_work,
+        event_transport,
+        command_bus,
+        relay_nudges,
+    ):
         built.cache_clear()

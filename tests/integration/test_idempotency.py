@@ -215,11 +215,13 @@ def use_event_store(monkeypatch, store) -> None:
     """Build the command side on `store` (until restore_event_store)."""
     monkeypatch.setattr(bootstrap, "event_store", lambda: store)
     bootstrap.account_repository.cache_clear()
+    bootstrap.unit_of_work.cache_clear()
     bootstrap.command_bus.cache_clear()
 
 
 def restore_event_store() -> None:
     bootstrap.account_repository.cache_clear()
+    bootstrap.unit_of_work.cache_clear()
     bootstrap.command_bus.cache_clear()
 
 
