@@ -11,10 +11,12 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from accounts.adapters.idempotency_records import DjangoIdempotencyRecords
 from accounts.adapters.publishers import InProcessPublisher, RelayNudgePublisher
 from accounts.adapters.repository import BankAccountRepository
 from accounts.adapters.unit_of_work import EventStoreUnitOfWork
 from accounts.service_layer.command_bus import CommandBus
+from accounts.service_layer.idempotency import IdempotentRequests
 from accounts.service_layer.publisher import EventPublisher
 from accounts.service_layer.unit_of_work import RECENT_ACCOUNTS, UnitOfWork
 from eventstore.snapshots import SnapshotStore
@@ -81,8 +83,19 @@ def account_repository() -> BankAccountRepository:
         event_store(),
         snapshot_store(),
         snapshot_every=settings.TECHBANK_SNAPSHOT_EVERY,
-        idempotency_ttl=timedelta(hours=settings.TECHBANK_IDEMPOTENCY_TTL_HOURS),
+        idempotency_ttl=idempotency_ttl(),
     )
+
+
+def idempotency_ttl() -> timedelta:
+    """How long an Idempotency-Key names one request: the one place that reads it."""
+    return timedelta(hours=settings.TECHBANK_IDEMPOTENCY_TTL_HOURS)
+
+
+@_built_once
+def idempotent_requests() -> IdempotentRequests:
+    """The idempotency step in front of the command bus, its records in the Django database."""
+    return IdempotentRequests(DjangoIdempotencyRecords(), ttl=idempotency_ttl())
 
 
 @_built_once
@@ -263,6 +276,7 @@ def reset() -> None:
         snapshot_store,
         account_repository,
         unit_of_work,
+        idempotent_requests,
         event_transport,
         command_bus,
         relay_nudges,
