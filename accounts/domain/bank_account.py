@@ -111,7 +111,8 @@ class BankAccount:
         own pending events is a full copy; a caller may read one while the next
         command changes the other.
         """
-        twin = BankAccount(self.id)
+        cls = type(self)
+        twin = cls.__new__(cls)  # no __init__: every attribute is copied over next
         twin.__dict__.update(vars(self))
         twin.pending_events = list(self.pending_events)
         return twin

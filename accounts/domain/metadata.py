@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)  # slots: one is built per event a replay reads
 class EventMetadata:
     """Who asked, under which request (and idempotency key), and when the event happened.
 

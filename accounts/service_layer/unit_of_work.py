@@ -216,8 +216,9 @@ class UnitOfWork(abc.ABC):
         out out of date, or had nothing to store.
         """
         unit = self._unit()
+        reused = unit.reused
         changed = [loaded for loaded in unit.loaded.values() if loaded.account.pending_events]
-        if unit.reused and not changed:
+        if reused and not changed:
             raise StaleCopy("nothing to store, so nothing confirms the recent copy: answer from the store")
         stored: list[StoredEvent] = []
         for loaded in changed:
@@ -231,7 +232,7 @@ class UnitOfWork(abc.ABC):
             loaded.handled.note_all(event.metadata for event in loaded.account.pending_events)
             loaded.account.pending_events = []
             self._after_save(loaded)
-        if unit.reused:
+        if reused:
             self.recent.note(out_of_date=False)
         for account_id, loaded in unit.loaded.items():
             self.recent.keep(account_id, loaded.kept_copy())

@@ -2,11 +2,12 @@
 
 Per backend, in a new database, in a case of its own: seed one account's
 history straight into the event store (bulk inserts of valid events, not
-measured), less the last `snapshot_every - 1`; load it once through the
-repository (which, finding no snapshot of a long stream, writes one); then
-store the last events through the repository, as commands would (too few to
-be due another snapshot). So each measured load starts from a snapshot and
-replays the most events it ever has to: the worst case between snapshots.
+measured), less the last `snapshot_every`; store one more event through a
+unit of work (whose first save after a load that found no snapshot of a long
+stream writes one), then the last `snapshot_every - 1` the same way, as
+commands would (too few to be due another snapshot). So each measured load
+starts from a snapshot and replays the most events it ever has to: the worst
+case between snapshots.
 
 Measured: the median of `loads` loads through the composition root's
 repository, against the baseline of the same account loaded by full replay
