@@ -18,10 +18,14 @@ from typing import Any, TypeVar
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
+from accounts.adapters.idempotency_records import DjangoIdempotencyRecords
 from accounts.adapters.publishers import InProcessPublisher, RelayNudgePublisher
 from accounts.adapters.repository import BankAccountRepository
-from accounts.service_layer.command_bus import RECENT_ACCOUNTS, CommandBus
+from accounts.adapters.unit_of_work import EventStoreUnitOfWork
+from accounts.service_layer.command_bus import CommandBus
+from accounts.service_layer.idempotency import IdempotentRequests
 from accounts.service_layer.publisher import EventPublisher
+from accounts.service_layer.unit_of_work import RECENT_ACCOUNTS, UnitOfWork
 from bootstrap.full_stack import kafka_authentication, relay_lock_for
 from eventstore.nudges import RedisRelayNudges
 from eventstore.snapshots import SnapshotStore
@@ -109,8 +113,27 @@ class Services:
                 self.event_store,
                 self.snapshot_store,
                 snapshot_every=self.config.TECHBANK_SNAPSHOT_EVERY,
-                idempotency_ttl=timedelta(hours=self.config.TECHBANK_IDEMPOTENCY_TTL_HOURS),
+                idempotency_ttl=self.idempotency_ttl,
             ),
+        )
+
+    @property
+    def idempotency_ttl(self) -> timedelta:
+        """How long an Idempotency-Key names one request: the one place that reads it."""
+        return timedelta(hours=self.config.TECHBANK_IDEMPOTENCY_TTL_HOURS)
+
+    @property
+    def idempotent_requests(self) -> IdempotentRequests:
+        """The idempotency step in front of the command bus, its records in the Django database."""
+        return self._once(
+            "idempotent_requests", lambda: IdempotentRequests(DjangoIdempotencyRecords(), ttl=self.idempotency_ttl)
+        )
+
+    @property
+    def unit_of_work(self) -> UnitOfWork:
+        """The command side's one unit of work: it keeps the accounts this process stored last."""
+        return self._once(
+            "unit_of_work", lambda: EventStoreUnitOfWork(self.account_repository, recent_accounts=RECENT_ACCOUNTS)
         )
 
     @property
@@ -125,10 +148,7 @@ class Services:
         else:
             publisher = InProcessPublisher(self.event_store, self._project)
         return CommandBus(
-            accounts=self.account_repository,
-            publisher=publisher,
-            max_attempts=self.config.TECHBANK_COMMAND_MAX_ATTEMPTS,
-            recent_accounts=RECENT_ACCOUNTS,
+            uow=self.unit_of_work, publisher=publisher, max_attempts=self.config.TECHBANK_COMMAND_MAX_ATTEMPTS
         )
 
     def _project(self, events):

@@ -27,7 +27,6 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from django.conf import settings
 
 from bootstrap import bootstrap
-from entrypoints.drf.idempotency import purge_expired_records
 from entrypoints.wiring import install, services
 from eventstore.relay import RelayLockLost, RelayLockNotTaken, holding, relay_outbox
 from eventstore.transports.base import EventSubscription, TransportUnavailable
@@ -131,4 +130,4 @@ def rebuild_read_model_task(job_id: str) -> None:
 @shared_task(ignore_result=True)
 def purge_idempotency_records_task() -> int:
     """Hourly under beat: forget Idempotency-Keys older than their time to live."""
-    return purge_expired_records()
+    return services().idempotent_requests.purge_expired()

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from accounts.adapters import event_mapping
+from accounts.adapters import event_mapping, repository
 from accounts.adapters.repository import aggregate_schema
-from accounts.domain import bank_account, events
+from accounts.domain import bank_account, events, metadata
+from accounts.service_layer import handled_requests
 
-# The modules a replay runs: a change to any of them must change the fingerprint.
-REPLAY_CODE = (bank_account, events, event_mapping)
+# The modules a replay or a snapshot runs: a change to any of them must change the fingerprint.
+REPLAY_CODE = (bank_account, events, metadata, event_mapping, handled_requests, repository)
 
 
 @pytest.fixture

@@ -1,4 +1,9 @@
-"""Domain events <-> the event store's records. Money travels as a string."""
+"""Domain events <-> the event store's records. Money travels as a string.
+
+Metadata is typed in the domain (EventMetadata) and stored as it always was:
+a JSON object with issued_by, correlation_id and idempotency_key; the time is
+the record's own `occurred_at`. Older records missing a key read as "".
+"""
 
 import dataclasses
 import uuid
@@ -7,9 +12,28 @@ from functools import cache
 from uuid import UUID
 
 from accounts.domain.events import EVENT_TYPES, AccountEvent
+from accounts.domain.metadata import EventMetadata
 from eventstore.store import NewEvent, StoredEvent
 
-_ENVELOPE_FIELDS = {"account_id", "version", "occurred_at", "metadata"}
+_ENVELOPE_FIELDS = {"account_id", "version", "metadata"}
+
+
+def stored_metadata(metadata: EventMetadata) -> dict[str, str]:
+    """The JSON the store keeps: the request's three strings (the time has its own column)."""
+    return {
+        "issued_by": metadata.issued_by,
+        "correlation_id": metadata.correlation_id,
+        "idempotency_key": metadata.idempotency_key,
+    }
+
+
+def domain_metadata(stored: StoredEvent) -> EventMetadata:
+    return EventMetadata(
+        issued_by=stored.metadata.get("issued_by", ""),
+        correlation_id=stored.metadata.get("correlation_id", ""),
+        idempotency_key=stored.metadata.get("idempotency_key", ""),
+        occurred_at=stored.occurred_at,
+    )
 
 
 def to_new_event(event: AccountEvent) -> NewEvent:
@@ -24,7 +48,7 @@ def to_new_event(event: AccountEvent) -> NewEvent:
         event_type=type(event).__name__,
         data=data,
         occurred_at=event.occurred_at,
-        metadata=event.metadata,
+        metadata=stored_metadata(event.metadata),
     )
 
 
@@ -43,7 +67,6 @@ def to_domain_event(stored: StoredEvent) -> AccountEvent:
     return event_class(
         account_id=UUID(stored.stream_id),
         version=stored.version,
-        occurred_at=stored.occurred_at,
-        metadata=stored.metadata,
+        metadata=domain_metadata(stored),
         **data,
     )

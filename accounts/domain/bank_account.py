@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from accounts.domain import errors
+from accounts.domain.commands import CommandMetadata
 from accounts.domain.events import (
     AccountClosed,
     AccountEvent,
@@ -72,13 +73,6 @@ def _from_iso(text: object) -> datetime | None:
 T = TypeVar("T")
 
 
-def _required_iso(text: object) -> datetime:
-    moment = _from_iso(text)
-    if moment is None:
-        raise ValueError("a handled request has no time")
-    return moment
-
-
 def _checked(value: object, expected: type[T]) -> T:
     # bool is an int, but no count or version is a bool.
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
@@ -98,8 +92,6 @@ class BankAccount:
         self.is_closed = False
         self.opened_at: datetime | None = None
         self.closed_at: datetime | None = None
-        # (issued_by, idempotency_key) of every request that changed this account, and when.
-        self.handled_requests: dict[tuple[str, str], datetime] = {}
         self.pending_events: list[AccountEvent] = []
 
     # -- building --------------------------------------------------------
@@ -112,15 +104,22 @@ class BankAccount:
             raise errors.AccountNotFound(f"No bank account with id {account_id}")
         return account
 
-    # -- snapshots ---------------------------------------------------------
-    def to_snapshot(self, *, handled_since: datetime | None = None) -> dict[str, Any]:
-        """The state every rule and `has_handled` rely on, as plain JSON-able data (money as strings).
+    def __copy__(self) -> "BankAccount":
+        """An account that goes its own way from here: it shares no list with this one.
 
-        Requests handled before `handled_since` are left out: a caller that only
-        ever asks `has_handled(since=...)` with a later `since` (an idempotency key
-        expires) gets the same answers, and the snapshot does not grow with the
-        account's whole history of keys. Without it every handled request is kept.
+        Every other attribute is an immutable value, so a shallow copy with its
+        own pending events is a full copy; a caller may read one while the next
+        command changes the other.
         """
+        cls = type(self)
+        twin = cls.__new__(cls)  # no __init__: every attribute is copied over next
+        twin.__dict__.update(vars(self))
+        twin.pending_events = list(self.pending_events)
+        return twin
+
+    # -- snapshots ---------------------------------------------------------
+    def to_snapshot(self) -> dict[str, Any]:
+        """The state every rule relies on, as plain JSON-able data (money as strings)."""
         return {
             "version": self.version,
             "holder": self.holder,
@@ -129,11 +128,6 @@ class BankAccount:
             "is_closed": self.is_closed,
             "opened_at": _iso(self.opened_at),
             "closed_at": _iso(self.closed_at),
-            "handled_requests": [
-                [issued_by, key, handled_at.isoformat()]
-                for (issued_by, key), handled_at in self.handled_requests.items()
-                if handled_since is None or handled_at >= handled_since
-            ],
         }
 
     @classmethod
@@ -143,6 +137,7 @@ class BankAccount:
         """The account as `to_snapshot` left it, then `history` (the events after it) applied.
 
         Raises InvalidSnapshot if the snapshot is not one `to_snapshot` could have written.
+        Keys it does not know are left to whoever wrote them beside the account's state.
         """
         account = cls(account_id)
         try:
@@ -153,10 +148,6 @@ class BankAccount:
             account.is_closed = _checked(snapshot["is_closed"], bool)
             account.opened_at = _from_iso(snapshot["opened_at"])
             account.closed_at = _from_iso(snapshot["closed_at"])
-            account.handled_requests = {
-                (_checked(issued_by, str), _checked(key, str)): _required_iso(handled_at)
-                for issued_by, key, handled_at in snapshot["handled_requests"]
-            }
         except (KeyError, TypeError, ValueError, ArithmeticError) as error:
             raise InvalidSnapshot(f"Not a snapshot of a bank account: {error!r}") from None
         if account.version < 1 or not account.balance.is_finite() or account.opened_at is None:
@@ -173,7 +164,7 @@ class BankAccount:
         holder: object,
         account_type: object,
         opening_balance: object,
-        metadata: dict[str, Any] | None = None,
+        metadata: CommandMetadata | None = None,
     ) -> "BankAccount":
         holder = clean_holder(holder)
         account_type = clean_account_type(account_type)
@@ -191,28 +182,22 @@ class BankAccount:
         return account
 
     # -- commands --------------------------------------------------------
-    def deposit(self, amount: object, *, metadata: dict[str, Any] | None = None) -> None:
+    def deposit(self, amount: object, *, metadata: CommandMetadata | None = None) -> None:
         amount = positive_money(amount)
         self.check_account_is_not_closed()
         self.check_balance_stays_within_limit(amount)
         self._record(FundsDeposited, metadata, amount=amount)
 
-    def withdraw(self, amount: object, *, metadata: dict[str, Any] | None = None) -> None:
+    def withdraw(self, amount: object, *, metadata: CommandMetadata | None = None) -> None:
         amount = positive_money(amount)
         self.check_account_is_not_closed()
         self.check_has_sufficient_funds(amount)
         self._record(FundsWithdrawn, metadata, amount=amount)
 
-    def close(self, *, metadata: dict[str, Any] | None = None) -> None:
+    def close(self, *, metadata: CommandMetadata | None = None) -> None:
         if self.is_closed:
             raise errors.AccountAlreadyClosed("This bank account is already closed")
         self._record(AccountClosed, metadata)
-
-    def has_handled(self, metadata: dict[str, Any], *, since: datetime | None = None) -> bool:
-        """Whether a request under this user's idempotency key already changed the account (since `since`)."""
-        key = metadata.get("idempotency_key")
-        handled_at = self.handled_requests.get((metadata.get("issued_by", ""), key)) if key else None
-        return handled_at is not None and (since is None or handled_at >= since)
 
     # -- rules -----------------------------------------------------------
     def check_account_is_not_closed(self) -> None:
@@ -232,20 +217,17 @@ class BankAccount:
             )
 
     # -- events ----------------------------------------------------------
-    def _record(self, event_class: type[AccountEvent], metadata: dict[str, Any] | None, **fields: object) -> None:
+    def _record(self, event_class: type[AccountEvent], request: CommandMetadata | None, **fields: object) -> None:
         event = event_class(
             account_id=self.id,
             version=self.version + 1,
-            occurred_at=utc_now(),
-            metadata=dict(metadata or {}),
+            metadata=(request or CommandMetadata()).for_event(utc_now()),
             **fields,
         )
         self._apply(event)
         self.pending_events.append(event)
 
     def _apply(self, event: AccountEvent) -> None:
-        if key := event.metadata.get("idempotency_key"):
-            self.handled_requests[(event.metadata.get("issued_by", ""), key)] = event.occurred_at
         if isinstance(event, AccountOpened):
             self.holder = event.holder
             self.account_type = event.account_type

@@ -3,8 +3,9 @@
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
+
+from accounts.domain.metadata import EventMetadata
 
 
 @dataclass(frozen=True)
@@ -18,12 +19,14 @@ class CommandMetadata:
     # (the key's time to live); not recorded on events.
     idempotent_since: datetime | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "issued_by": self.issued_by,
-            "correlation_id": self.correlation_id,
-            "idempotency_key": self.idempotency_key,
-        }
+    def for_event(self, occurred_at: datetime) -> EventMetadata:
+        """What an event caused by this request records about it."""
+        return EventMetadata(
+            issued_by=self.issued_by,
+            correlation_id=self.correlation_id,
+            idempotency_key=self.idempotency_key,
+            occurred_at=occurred_at,
+        )
 
 
 @dataclass(frozen=True)

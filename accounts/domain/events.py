@@ -1,18 +1,22 @@
 """Events: what happened to an account. Past-tense names, frozen, never edited."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
+
+from accounts.domain.metadata import EventMetadata
 
 
 @dataclass(frozen=True)
 class AccountEvent:
     account_id: UUID
     version: int
-    occurred_at: datetime
-    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+    metadata: EventMetadata
+
+    @property
+    def occurred_at(self) -> datetime:
+        return self.metadata.occurred_at
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,13 @@
-"""Command handlers: load the aggregate, let it decide, store what it recorded."""
+"""Command handlers: get the accounts from the unit of work, let them decide; the bus commits."""
 
 import uuid
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from accounts.domain import commands
 from accounts.domain.bank_account import BankAccount
 from accounts.domain.errors import AccountNotFound
-
-
-class AccountSource(Protocol):
-    """Where a handler loads accounts: the repository, or the command bus's view of it for one attempt."""
-
-    def get(self, account_id: uuid.UUID) -> BankAccount: ...
-
+from accounts.service_layer.unit_of_work import UnitOfWork
 
 # Opening under an idempotency key gives the account an id derived from the key,
 # so a retry (even after a crash between storing and answering) finds the account
@@ -27,55 +21,51 @@ def _opening_id(metadata: commands.CommandMetadata) -> uuid.UUID:
     return uuid.uuid5(IDEMPOTENT_OPENING, f"{metadata.issued_by}\n{metadata.idempotency_key}")
 
 
-def _already_handled(account: BankAccount, metadata: commands.CommandMetadata) -> bool:
-    if not metadata.idempotency_key:
-        return False  # no key, no earlier request to find
-    return account.has_handled(metadata.as_dict(), since=metadata.idempotent_since)
-
-
-def open_account(cmd: commands.OpenAccount, accounts: AccountSource) -> BankAccount:
+def open_account(cmd: commands.OpenAccount, uow: UnitOfWork) -> BankAccount:
     account_id = _opening_id(cmd.metadata)
     if cmd.metadata.idempotency_key:
         try:
-            existing = accounts.get(account_id)
+            existing = uow.accounts.get(account_id)
         except AccountNotFound:
             pass
         else:
-            if _already_handled(existing, cmd.metadata):
+            if uow.has_handled(account_id, cmd.metadata):
                 return existing
             account_id = uuid.uuid4()  # the key was used long ago: this is a new request
-    return BankAccount.open(
+    account = BankAccount.open(
         account_id=account_id,
         holder=cmd.holder,
         account_type=cmd.account_type,
         opening_balance=cmd.opening_balance,
-        metadata=cmd.metadata.as_dict(),
+        metadata=cmd.metadata,
     )
-
-
-def deposit_funds(cmd: commands.DepositFunds, accounts: AccountSource) -> BankAccount:
-    account = accounts.get(cmd.account_id)
-    if not _already_handled(account, cmd.metadata):
-        account.deposit(cmd.amount, metadata=cmd.metadata.as_dict())
+    uow.accounts.add(account)
     return account
 
 
-def withdraw_funds(cmd: commands.WithdrawFunds, accounts: AccountSource) -> BankAccount:
-    account = accounts.get(cmd.account_id)
-    if not _already_handled(account, cmd.metadata):
-        account.withdraw(cmd.amount, metadata=cmd.metadata.as_dict())
+def deposit_funds(cmd: commands.DepositFunds, uow: UnitOfWork) -> BankAccount:
+    account = uow.accounts.get(cmd.account_id)
+    if not uow.has_handled(cmd.account_id, cmd.metadata):
+        account.deposit(cmd.amount, metadata=cmd.metadata)
     return account
 
 
-def close_account(cmd: commands.CloseAccount, accounts: AccountSource) -> BankAccount:
-    account = accounts.get(cmd.account_id)
-    if not _already_handled(account, cmd.metadata):
-        account.close(metadata=cmd.metadata.as_dict())
+def withdraw_funds(cmd: commands.WithdrawFunds, uow: UnitOfWork) -> BankAccount:
+    account = uow.accounts.get(cmd.account_id)
+    if not uow.has_handled(cmd.account_id, cmd.metadata):
+        account.withdraw(cmd.amount, metadata=cmd.metadata)
+    return account
+
+
+def close_account(cmd: commands.CloseAccount, uow: UnitOfWork) -> BankAccount:
+    account = uow.accounts.get(cmd.account_id)
+    if not uow.has_handled(cmd.account_id, cmd.metadata):
+        account.close(metadata=cmd.metadata)
     return account
 
 
 # Each handler takes its own command class: Any stands for "the key's class", which a dict type cannot say.
-COMMAND_HANDLERS: dict[type[commands.Command], Callable[[Any, AccountSource], BankAccount]] = {
+COMMAND_HANDLERS: dict[type[commands.Command], Callable[[Any, UnitOfWork], BankAccount]] = {
     commands.OpenAccount: open_account,
     commands.DepositFunds: deposit_funds,
     commands.WithdrawFunds: withdraw_funds,

@@ -1,10 +1,8 @@
 """Serializer pieces shared by both APIs."""
 
 import uuid
-from datetime import timedelta
 from decimal import Decimal
 
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -13,6 +11,7 @@ from accounts.domain.bank_account import clean_holder
 from accounts.domain.commands import CommandMetadata
 from accounts.domain.errors import AccountNotFound, InvalidCommand
 from accounts.domain.money import positive_money, to_money
+from entrypoints.wiring import services
 
 
 @extend_schema_field(
@@ -96,5 +95,5 @@ def command_metadata(request) -> CommandMetadata:
         correlation_id=correlation_id(request),
         # Already checked by entrypoints.drf.idempotency on every write endpoint.
         idempotency_key=request.headers.get("Idempotency-Key", ""),
-        idempotent_since=timezone.now() - timedelta(hours=settings.TECHBANK_IDEMPOTENCY_TTL_HOURS),
+        idempotent_since=timezone.now() - services().idempotency_ttl,
     )

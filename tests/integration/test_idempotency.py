@@ -11,6 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import IdempotencyRecord
+from entrypoints.wiring import services
 from eventstore.backends.django_orm import DjangoEventStore
 from eventstore.models import StoredEventRecord
 from eventstore.store import NewEvent
@@ -154,9 +155,7 @@ def test_a_retry_after_the_process_died_between_storing_and_answering_has_no_sec
 
 
 def test_a_retry_while_the_first_holds_a_live_claim_waits_then_is_told_to_retry(api, teller, monkeypatch):
-    from entrypoints.drf import idempotency
-
-    monkeypatch.setattr(idempotency, "WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(services().idempotent_requests, "wait_seconds", 0.2)
     account_id = open_account(api)
     send(api, "post", f"/api/accounts/{account_id}/deposits", {"amount": "10.00"}, "slow")
     IdempotencyRecord.objects.filter(key="slow").update(
@@ -184,14 +183,12 @@ def test_an_unusable_key_is_a_400(api, key):
 
 
 def test_keys_older_than_their_time_to_live_are_forgotten(api, settings):
-    from entrypoints.drf.idempotency import purge_expired_records
-
     account_id = open_account(api)
     send(api, "post", f"/api/accounts/{account_id}/deposits", {"amount": "1.00"}, "old-key")
     IdempotencyRecord.objects.update(
         created_at=timezone.now() - timedelta(hours=settings.TECHBANK_IDEMPOTENCY_TTL_HOURS + 1)
     )
-    assert purge_expired_records() == 1 and not IdempotencyRecord.objects.exists()
+    assert services().idempotent_requests.purge_expired() == 1 and not IdempotencyRecord.objects.exists()
 
 
 class RivalWriterEventStore(DjangoEventStore):
@@ -273,12 +270,10 @@ class FirstAppendHeldEventStore(DjangoEventStore):
 
 
 def test_a_request_slower_than_its_lease_keeps_its_key_so_a_retry_never_runs_it_twice(api, monkeypatch):
-    from entrypoints.drf import idempotency
-
-    monkeypatch.setattr(idempotency, "LEASE", timedelta(seconds=3))
-    monkeypatch.setattr(idempotency, "WAIT_SECONDS", 0.5)
     store = FirstAppendHeldEventStore()
     use_event_store(monkeypatch, store)
+    monkeypatch.setattr(services().idempotent_requests, "lease", timedelta(seconds=3))
+    monkeypatch.setattr(services().idempotent_requests, "wait_seconds", 0.5)
     body = {"holder": "Slow", "account_type": "SAVINGS", "opening_balance": "5.00"}
     credentials = api._credentials
     first = []
@@ -330,20 +325,20 @@ class HeldRivalWriterEventStore(RivalWriterEventStore):
 
 
 def test_a_retry_waiting_for_a_request_that_ends_in_a_conflict_runs_the_command_itself(api, settings, monkeypatch):
-    from entrypoints.drf import idempotency
+    from accounts.service_layer.idempotency import IdempotentRequests
 
     account_id = open_account(api)
     settings.TECHBANK_COMMAND_MAX_ATTEMPTS = 1
     store = HeldRivalWriterEventStore(slow="first")
     use_event_store(monkeypatch, store)
     retry_waits = threading.Event()
-    real_wait_for = idempotency._wait_for
+    real_wait_for = IdempotentRequests._wait_for
 
-    def wait_for(record):
+    def wait_for(self, record):
         retry_waits.set()
-        return real_wait_for(record)
+        return real_wait_for(self, record)
 
-    monkeypatch.setattr(idempotency, "_wait_for", wait_for)
+    monkeypatch.setattr(IdempotentRequests, "_wait_for", wait_for)
     credentials = api._credentials
     answers, failures = {}, []
 

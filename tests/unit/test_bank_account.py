@@ -5,7 +5,9 @@ import pytest
 
 from accounts.domain import errors
 from accounts.domain.bank_account import BankAccount
+from accounts.domain.commands import CommandMetadata
 from accounts.domain.events import AccountClosed, AccountOpened, FundsDeposited, FundsWithdrawn
+from accounts.domain.metadata import EventMetadata
 
 
 def opened(balance="100.00", **kwargs) -> BankAccount:
@@ -21,12 +23,12 @@ def replayed(account: BankAccount) -> BankAccount:
 
 
 def test_opening_records_account_opened_as_version_1():
-    account = opened("100", metadata={"issued_by": "teller", "correlation_id": "c-1"})
+    account = opened("100", metadata=CommandMetadata(issued_by="teller", correlation_id="c-1"))
     [event] = account.pending_events
     assert isinstance(event, AccountOpened)
     assert (event.version, event.holder, event.account_type) == (1, "Ada Lovelace", "SAVINGS")
     assert event.opening_balance == Decimal("100.00")
-    assert event.metadata == {"issued_by": "teller", "correlation_id": "c-1"}
+    assert event.metadata == EventMetadata(issued_by="teller", correlation_id="c-1", occurred_at=event.occurred_at)
     assert event.occurred_at.tzinfo is not None
 
 

@@ -2,13 +2,13 @@
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from accounts.domain import errors
 from accounts.domain.bank_account import BankAccount, InvalidSnapshot
+from accounts.domain.commands import CommandMetadata
 
 
 def state(account: BankAccount) -> dict:
@@ -22,10 +22,10 @@ def account_with_history() -> BankAccount:
         holder="Zoë Ñandú",
         account_type="CURRENT",
         opening_balance="100.10",
-        metadata={"issued_by": "teller", "idempotency_key": "open-1"},
+        metadata=CommandMetadata(issued_by="teller", idempotency_key="open-1"),
     )
-    account.deposit("0.01", metadata={"issued_by": "teller", "idempotency_key": "k-1"})
-    account.withdraw("50.00", metadata={"issued_by": "bob", "idempotency_key": "k-1"})
+    account.deposit("0.01", metadata=CommandMetadata(issued_by="teller", idempotency_key="k-1"))
+    account.withdraw("50.00", metadata=CommandMetadata(issued_by="bob", idempotency_key="k-1"))
     account.deposit("9999.99")
     return account
 
@@ -45,7 +45,7 @@ def test_an_account_restored_from_its_snapshot_equals_the_replayed_account():
 def test_events_after_the_snapshot_apply_as_they_would_in_a_full_replay():
     account = account_with_history()
     events = account.pending_events
-    account.close(metadata={"issued_by": "teller", "idempotency_key": "close"})
+    account.close(metadata=CommandMetadata(issued_by="teller", idempotency_key="close"))
     at_version_2 = BankAccount.from_history(account.id, events[:2]).to_snapshot()
     restored = BankAccount.from_snapshot(account.id, through_json(at_version_2), account.pending_events[2:])
     assert state(restored) == state(BankAccount.from_history(account.id, account.pending_events))
@@ -56,36 +56,6 @@ def test_money_and_times_are_stored_as_strings_not_floats():
     snapshot = account_with_history().to_snapshot()
     assert snapshot["balance"] == "10050.10"
     assert isinstance(snapshot["opened_at"], str) and snapshot["closed_at"] is None
-    assert all(isinstance(part, str) for entry in snapshot["handled_requests"] for part in entry)
-
-
-def test_a_restored_account_answers_has_handled_exactly_as_the_replayed_one():
-    account = account_with_history()
-    replayed = BankAccount.from_history(account.id, account.pending_events)
-    restored = BankAccount.from_snapshot(account.id, through_json(replayed.to_snapshot()))
-    handled_at = replayed.handled_requests[("teller", "k-1")]
-    for metadata in (
-        {"issued_by": "teller", "idempotency_key": "k-1"},
-        {"issued_by": "bob", "idempotency_key": "k-1"},
-        {"issued_by": "alice", "idempotency_key": "k-1"},
-        {"issued_by": "teller", "idempotency_key": "open-1"},
-        {"issued_by": "teller", "idempotency_key": ""},
-        {"issued_by": "teller"},
-    ):
-        for since in (None, handled_at - timedelta(microseconds=1), handled_at, handled_at + timedelta(microseconds=1)):
-            assert restored.has_handled(metadata, since=since) == replayed.has_handled(metadata, since=since)
-    assert restored.has_handled({"issued_by": "teller", "idempotency_key": "k-1"}, since=handled_at)
-
-
-def test_old_idempotency_keys_are_kept_for_callers_that_ask_without_a_time_to_live():
-    account = account_with_history()
-    long_ago = datetime(2001, 1, 1, tzinfo=UTC)
-    account.handled_requests[("teller", "ancient")] = long_ago
-    restored = BankAccount.from_snapshot(account.id, through_json(account.to_snapshot()))
-    assert restored.has_handled({"issued_by": "teller", "idempotency_key": "ancient"})
-    assert not restored.has_handled(
-        {"issued_by": "teller", "idempotency_key": "ancient"}, since=long_ago + timedelta(days=1)
-    )
 
 
 def test_the_rules_hold_on_a_restored_account():
@@ -124,11 +94,6 @@ def _corrupted(**changes) -> dict:
         _corrupted(is_closed="no"),
         _corrupted(opened_at=None),
         _corrupted(opened_at="2026-11-26T09:30:00"),
-        _corrupted(handled_requests=[["teller", "k-1"]]),
-        _corrupted(handled_requests=[["teller", 7, "2026-11-26T09:30:00+00:00"]]),
-        # A request with no time would be forgotten (has_handled is False), so a retry would move money again.
-        _corrupted(handled_requests=[["teller", "k-1", None]]),
-        _corrupted(handled_requests=None),
         {},
     ],
     # Plain ASCII ids: pytest escapes non-ASCII ids again each time it collects in one
@@ -144,10 +109,6 @@ def _corrupted(**changes) -> dict:
         "is_closed that is text",
         "never opened",
         "an opening time without a zone",
-        "a handled request without a time",
-        "a handled request with a number for a key",
-        "a handled request whose time is null",
-        "no handled requests",
         "empty",
     ],
 )

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from accounts.adapters.repository import BankAccountRepository
+from accounts.adapters.unit_of_work import EventStoreUnitOfWork
 from accounts.domain import commands, errors
 from accounts.service_layer.command_bus import CommandBus
 from accounts.service_layer.publisher import EventPublisher
@@ -41,7 +42,10 @@ def make_bus(store=None, max_attempts=5):
     store = store or InMemoryEventStore()
     publisher = FakePublisher()
     bus = CommandBus(
-        accounts=BankAccountRepository(store), publisher=publisher, max_attempts=max_attempts, backoff_seconds=0
+        uow=EventStoreUnitOfWork(BankAccountRepository(store)),
+        publisher=publisher,
+        max_attempts=max_attempts,
+        backoff_seconds=0,
     )
     return bus, store, publisher
 
@@ -169,7 +173,7 @@ def test_a_key_older_than_its_time_to_live_is_a_new_request():
     assert BankAccountRepository(store).get(account.id).balance == Decimal("102.00")
 
 
-# -- recent accounts: the next command on an account this bus stored needs no load --------
+# -- recent accounts: the next command on an account this bus stored needs no load (its unit of work keeps it) --
 
 
 class CountingLoads(InMemoryEventStore):
@@ -184,11 +188,10 @@ class CountingLoads(InMemoryEventStore):
 
 def reusing_bus(store, max_attempts=5):
     return CommandBus(
-        accounts=BankAccountRepository(store),
+        uow=EventStoreUnitOfWork(BankAccountRepository(store), recent_accounts=100),
         publisher=FakePublisher(),
         max_attempts=max_attempts,
         backoff_seconds=0,
-        recent_accounts=100,
     )
 
 
@@ -239,14 +242,13 @@ def test_the_account_a_command_answers_with_is_not_changed_by_the_next_command()
     account = open_account(bus, "10.00")
     first = bus.handle(commands.DepositFunds(account_id=account.id, amount=Decimal("1.00"), metadata=keyed("a")))
     bus.handle(commands.DepositFunds(account_id=account.id, amount=Decimal("1.00"), metadata=keyed("b")))
-    assert first.balance == Decimal("11.00") and first.version == 2
-    assert list(first.handled_requests) == [("teller", "a")]
+    assert first.balance == Decimal("11.00") and first.version == 2 and first.pending_events == []
 
 
 def test_recent_accounts_are_bounded():
     store = CountingLoads()
     bus = reusing_bus(store)
-    bus.recent.size = 2
+    bus.uow.recent.size = 2
     a, b, c = (open_account(bus) for _ in range(3))
     for account in (b, c, a):
         bus.handle(commands.DepositFunds(account_id=account.id, amount=Decimal("1.00")))

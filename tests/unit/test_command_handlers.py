@@ -94,7 +94,7 @@ def test_once_reused_copies_go_through_again_the_bus_goes_back_to_reusing_them()
     bus = reusing_bus(store)
     account = open_account(bus)
     for _ in range(16):  # as if most copies had lately been out of date
-        bus.recent.note(out_of_date=True)
+        bus.uow.recent.note(out_of_date=True)
     for _ in range(64):  # now only this bus moves the account: its probes go through
         bus.handle(commands.DepositFunds(account_id=account.id, amount=Decimal("1.00")))
     loads = store.loads

@@ -1,11 +1,11 @@
-"""RecentAccounts, the command bus's copies of the accounts it stored last: which it keeps, which it
+"""RecentAccounts, the unit of work's copies of the accounts it stored last: which it keeps, which it
 lets go, and how it stops reusing copies while most of them turn out out of date."""
 
 import itertools
 import uuid
 
 from accounts.domain.bank_account import BankAccount
-from accounts.service_layer.command_bus import RecentAccounts
+from accounts.service_layer.unit_of_work import RecentAccounts
 
 
 def stored_account() -> BankAccount:
@@ -16,15 +16,14 @@ def stored_account() -> BankAccount:
 
 def test_one_place_is_enough_to_keep_the_last_account():
     recent, account = RecentAccounts(1), stored_account()
-    recent.keep(account)
+    recent.keep(account.id, account)
     assert recent.take(account.id) is account
     assert recent.take(account.id) is None  # taken: the next caller loads it
 
 
-def test_an_account_with_events_not_yet_stored_is_not_kept():
-    recent, account = RecentAccounts(10), stored_account()
-    account.deposit("1.00")
-    assert recent.keep(account) is account
+def test_with_no_room_nothing_is_kept():
+    recent, account = RecentAccounts(0), stored_account()
+    recent.keep(account.id, account)
     assert recent.take(account.id) is None
 
 
@@ -32,7 +31,7 @@ def test_the_account_stored_least_recently_is_let_go_first():
     recent = RecentAccounts(2)
     a, b, c = stored_account(), stored_account(), stored_account()
     for account in (a, b, a, c):  # `a` stored again after `b`: `b` is now the oldest
-        recent.keep(account)
+        recent.keep(account.id, account)
     assert (recent.take(a.id), recent.take(b.id), recent.take(c.id)) == (a, None, c)
 
 
@@ -40,7 +39,7 @@ def reused_of(recent: RecentAccounts, takes: int) -> list[int]:
     """Which of `takes` successive commands on one account (counted from 1) would reuse its copy."""
     account, reused = stored_account(), []
     for take in range(1, takes + 1):
-        recent.keep(account)
+        recent.keep(account.id, account)
         if recent.take(account.id) is not None:
             reused.append(take)
     return reused

@@ -1,4 +1,5 @@
-"""Loading an account from its snapshot and the events after it, never trusting a stale or broken one."""
+"""Loading an account from its snapshot and the events after it, never trusting a stale or broken one;
+snapshots written after a save (through the unit of work), never while loading."""
 
 import logging
 import subprocess
@@ -11,6 +12,7 @@ from decimal import Decimal
 import pytest
 
 from accounts.adapters.repository import BankAccountRepository, aggregate_schema
+from accounts.adapters.unit_of_work import EventStoreUnitOfWork
 from accounts.domain import commands
 from accounts.domain.bank_account import BankAccount
 from accounts.service_layer.command_bus import CommandBus
@@ -30,6 +32,7 @@ class CountingEventStore(DelegatingEventStore):
         super().__init__(InMemoryEventStore())
         self.loads: list[list[int]] = []
         self.after_next_load = None  # something another process does between this load and its caller's next step
+        self.after_next_append = None  # ... between this append and its caller's next step
 
     def load_stream(self, stream_id, after_version=0, *, limit=None):
         events = super().load_stream(stream_id, after_version, limit=limit)
@@ -38,6 +41,13 @@ class CountingEventStore(DelegatingEventStore):
             self.after_next_load = None
             meanwhile()
         return events
+
+    def append(self, stream_id, expected_version, events):
+        stored = super().append(stream_id, expected_version, events)
+        if meanwhile := self.after_next_append:
+            self.after_next_append = None
+            meanwhile()
+        return stored
 
 
 class BrokenSnapshotStore(SnapshotStore):
@@ -73,11 +83,22 @@ def repository(events, snapshots, **kwargs) -> BankAccountRepository:
 def account_of(repo: BankAccountRepository, deposits: int) -> BankAccount:
     """An account opened with 1.00, then `deposits` deposits of 1.00, each stored as a command would store it."""
     account = BankAccount.open(account_id=uuid.uuid4(), holder="Ada", account_type="SAVINGS", opening_balance="1.00")
-    repo.save(account)
+    uow = EventStoreUnitOfWork(repo)
+    with uow:
+        uow.accounts.add(account)
+        uow.commit()
     for _ in range(deposits):
-        account = repo.get(account.id)
+        deposit(repo, account.id)
+    return account
+
+
+def deposit(repo: BankAccountRepository, account_id) -> BankAccount:
+    """One deposit of 1.00, loaded and saved through a unit of work of its own (as a new process would)."""
+    uow = EventStoreUnitOfWork(repo)
+    with uow:
+        account = uow.accounts.get(account_id)
         account.deposit("1.00")
-        repo.save(account)
+        uow.commit()
     return account
 
 
@@ -87,6 +108,18 @@ def replayed(events: CountingEventStore, account_id) -> BankAccount:
 
 def state(account: BankAccount) -> dict:
     return {name: value for name, value in vars(account).items() if name != "pending_events"}
+
+
+def test_loading_never_writes_a_snapshot_even_of_a_long_stream(events, snapshots):
+    account = account_of(repository(events, None), deposits=24)  # 25 events, no snapshot
+    repository(events, snapshots).get(account.id)
+    assert snapshots.get(str(account.id)) is None
+
+
+def test_a_load_that_finds_no_snapshot_of_a_long_stream_leads_to_one_after_the_next_save(events, snapshots):
+    account = account_of(repository(events, None), deposits=24)
+    deposit(repository(events, snapshots), account.id)
+    assert snapshots.get(str(account.id)).version == 26
 
 
 def test_a_snapshot_is_stored_each_time_the_stream_grows_by_the_configured_number_of_events(events, snapshots):
@@ -160,12 +193,13 @@ def test_a_snapshot_written_before_the_aggregates_code_changed_is_not_trusted_bu
     loaded = new_code.get(account.id)
     assert events.loads == [list(range(1, 26))]  # a full replay: the old snapshot was not used
     assert loaded.balance == Decimal("25.00") and loaded.version == 25
+    deposit(new_code, account.id)  # the next save replaces it
     replacement = snapshots.get(str(account.id))
-    assert (replacement.schema, replacement.version, replacement.state["balance"]) == (aggregate_schema(), 25, "25.00")
+    assert (replacement.schema, replacement.version, replacement.state["balance"]) == (aggregate_schema(), 26, "26.00")
     assert replacement.schema != written.schema
     events.loads.clear()
-    assert BankAccountRepository(events, snapshots, snapshot_every=EVERY).get(account.id).balance == Decimal("25.00")
-    assert events.loads == [[25]]  # the new code trusts its own snapshot
+    assert BankAccountRepository(events, snapshots, snapshot_every=EVERY).get(account.id).balance == Decimal("26.00")
+    assert events.loads == [[26]]  # the new code trusts its own snapshot
 
 
 @pytest.mark.parametrize(
@@ -189,20 +223,19 @@ def test_a_corrupt_snapshot_is_ignored_and_replaced(events, snapshots, corrupt, 
     assert f"The snapshot of account {account.id} is corrupt" in caplog.text
     assert events.loads[-1] == list(range(1, 26))  # ignored: the whole stream replayed
     assert state(loaded) == state(replayed(events, account.id))
-    loaded.deposit("1.00")
-    repo.save(loaded)  # the account stays writable
-    # Replaced, right after that replay, by the account at version 25, spelled out here rather than
+    deposit(repo, account.id)  # the account stays writable
+    # Replaced, after that save, by the account at version 26, spelled out here rather than
     # made by to_snapshot() (which would then be checked against itself).
     opened_at = events.inner.load_stream(str(account.id))[0].occurred_at
     assert snapshots.get(str(account.id)) == Snapshot(
         str(account.id),
-        25,
+        26,
         repo.schema,
         {
-            "version": 25,
+            "version": 26,
             "holder": "Ada",
             "account_type": "SAVINGS",
-            "balance": "25.00",
+            "balance": "26.00",
             "is_closed": False,
             "opened_at": opened_at.isoformat(),
             "closed_at": None,
@@ -211,11 +244,11 @@ def test_a_corrupt_snapshot_is_ignored_and_replaced(events, snapshots, corrupt, 
     )
     events.loads.clear()
     assert repository(events, snapshots).get(account.id).balance == Decimal("26.00")
-    assert events.loads == [[25, 26]]  # from the replacement
+    assert events.loads == [[26]]  # from the replacement
 
 
 def test_a_snapshot_store_that_fails_never_fails_a_command(events, caplog):
-    bus = CommandBus(accounts=repository(events, BrokenSnapshotStore()), publisher=NoPublisher())
+    bus = CommandBus(uow=EventStoreUnitOfWork(repository(events, BrokenSnapshotStore())), publisher=NoPublisher())
     account = bus.handle(commands.OpenAccount(holder="Ada", account_type="SAVINGS", opening_balance="0.00"))
     with caplog.at_level(logging.WARNING, logger="accounts.adapters.repository"):
         for _ in range(3 * EVERY):
@@ -225,24 +258,23 @@ def test_a_snapshot_store_that_fails_never_fails_a_command(events, caplog):
 
 
 def test_a_later_snapshot_is_not_replaced_by_an_older_account_saved_after_it(events, snapshots):
-    """Two processes: A replays an account while B moves it on and snapshots it; A's snapshot comes last."""
+    """Two processes: A saves an account, B moves it on and snapshots it, then A's snapshot comes last."""
     account = account_of(repository(events, None), deposits=24)  # 25 events, no snapshot yet
     process_a, process_b = repository(events, snapshots), repository(events, snapshots)
 
-    def process_b_deposits_ten_times():
+    def process_b_deposits_until_it_snapshots():
         for _ in range(EVERY):
-            moving = process_b.get(account.id)
-            moving.deposit("1.00")
-            process_b.save(moving)
+            deposit(process_b, account.id)
+        assert snapshots.get(str(account.id)).version == 27  # its first save after a load with none
 
-    events.after_next_load = process_b_deposits_ten_times  # right after A has read the 25 events
-    older = process_a.get(account.id)  # and then snapshots what it read
-    assert older.version == 25
-    assert snapshots.get(str(account.id)).version == 35
-    assert snapshots.get(str(account.id)).state["balance"] == "35.00"
+    events.after_next_append = process_b_deposits_until_it_snapshots  # right after A's append, before its snapshot
+    older = deposit(process_a, account.id)  # saved at 26, snapshotted after B's
+    assert older.version == 26
+    assert snapshots.get(str(account.id)).version == 27
+    assert snapshots.get(str(account.id)).state["balance"] == "27.00"
     events.loads.clear()
-    assert repository(events, snapshots).get(account.id).balance == Decimal("35.00")
-    assert events.loads == [[35]]
+    assert repository(events, snapshots).get(account.id).balance == Decimal("36.00")
+    assert events.loads == [list(range(27, 37))]
 
 
 def keyed(key: str, since=None) -> commands.CommandMetadata:
@@ -250,7 +282,7 @@ def keyed(key: str, since=None) -> commands.CommandMetadata:
 
 
 def test_a_request_repeated_after_a_snapshot_has_no_second_effect(events, snapshots):
-    bus = CommandBus(accounts=repository(events, snapshots), publisher=NoPublisher())
+    bus = CommandBus(uow=EventStoreUnitOfWork(repository(events, snapshots)), publisher=NoPublisher())
     account = bus.handle(
         commands.OpenAccount(holder="Ada", account_type="SAVINGS", opening_balance="0.00", metadata=keyed("open"))
     )
@@ -260,7 +292,7 @@ def test_a_request_repeated_after_a_snapshot_has_no_second_effect(events, snapsh
         bus.handle(commands.DepositFunds(account_id=account.id, amount="1.00", metadata=keyed(f"other-{n}")))
     assert snapshots.get(str(account.id)).version == 30
     events.loads.clear()
-    for bus_now in (bus, CommandBus(accounts=repository(events, snapshots), publisher=NoPublisher())):
+    for bus_now in (bus, CommandBus(uow=EventStoreUnitOfWork(repository(events, snapshots)), publisher=NoPublisher())):
         bus_now.handle(commands.DepositFunds(account_id=account.id, amount="5.00", metadata=keyed("k-1", since=first)))
         again = bus_now.handle(
             commands.OpenAccount(holder="Ada", account_type="SAVINGS", opening_balance="0.00", metadata=keyed("open"))
@@ -275,25 +307,27 @@ def test_a_request_repeated_after_a_snapshot_has_no_second_effect(events, snapsh
 
 
 def test_snapshots_leave_out_expired_idempotency_keys_but_keep_live_ones(events, snapshots):
-    bus = CommandBus(
-        accounts=repository(events, snapshots, idempotency_ttl=timedelta(hours=24)), publisher=NoPublisher()
-    )
+    uow = EventStoreUnitOfWork(repository(events, snapshots, idempotency_ttl=timedelta(hours=24)))
+    bus = CommandBus(uow=uow, publisher=NoPublisher())
     account = bus.handle(
         commands.OpenAccount(holder="Ada", account_type="SAVINGS", opening_balance="0.00", metadata=keyed("open"))
     )
-    repo = bus.accounts  # a deposit keyed two days ago, then live keyed ones up to a snapshot
-    stale = repo.get(account.id)
-    stale.deposit("1.00", metadata={"issued_by": "teller", "idempotency_key": "two-days-old"})
-    stale.pending_events = [replace(e, occurred_at=e.occurred_at - timedelta(days=2)) for e in stale.pending_events]
-    repo.save(stale)
+    with uow:  # a deposit keyed two days ago, then live keyed ones up to a snapshot
+        stale = uow.accounts.get(account.id)
+        stale.deposit("1.00", metadata=keyed("two-days-old"))
+        stale.pending_events = [
+            replace(e, metadata=replace(e.metadata, occurred_at=e.occurred_at - timedelta(days=2)))
+            for e in stale.pending_events
+        ]
+        uow.commit()
     for n in range(EVERY):
         bus.handle(commands.DepositFunds(account_id=account.id, amount="1.00", metadata=keyed(f"live-{n}")))
     kept = {key for _, key, _ in snapshots.get(str(account.id)).state["handled_requests"]}
     assert "two-days-old" not in kept and {"open", "live-0"} <= kept
     since = datetime.now(UTC) - timedelta(hours=24)
-    restored = repository(events, snapshots).get(account.id)
-    assert restored.has_handled({"issued_by": "teller", "idempotency_key": "live-0"}, since=since)
-    assert not restored.has_handled({"issued_by": "teller", "idempotency_key": "two-days-old"}, since=since)
+    restored = repository(events, snapshots).load(account.id).handled
+    assert restored.has_handled("teller", "live-0", since=since)
+    assert not restored.has_handled("teller", "two-days-old", since=since)
 
 
 def test_the_composition_root_configures_snapshots_from_settings(settings):
@@ -304,9 +338,24 @@ def test_the_composition_root_configures_snapshots_from_settings(settings):
     settings.TECHBANK_SNAPSHOT_EVERY = 7
     rewire()
     try:
-        repo = services().bus.accounts
+        repo = services().bus.uow.repository
         assert repo.snapshot_every == 7 and repo.snapshots is services().snapshot_store
         assert repo.idempotency_ttl == timedelta(hours=settings.TECHBANK_IDEMPOTENCY_TTL_HOURS)
         assert repo.event_store is services().event_store
     finally:
         rewire()
+
+
+def test_a_snapshot_whose_handled_requests_are_corrupt_is_ignored_so_no_keyed_retry_moves_money_twice(
+    events, snapshots, caplog
+):
+    repo = repository(events, snapshots)
+    account = account_of(repo, deposits=EVERY)  # a snapshot at 10
+    good = snapshots.get(str(account.id))
+    snapshots._snapshots[str(account.id)] = replace(
+        good, state={**good.state, "handled_requests": [["teller", "k-1", None]]}
+    )
+    with caplog.at_level(logging.WARNING, logger="accounts.adapters.repository"):
+        loaded = repo.load(account.id)
+    assert "a handled request has no time" in caplog.text
+    assert loaded.snapshot_version == 0 and loaded.account.version == 11
