@@ -12,7 +12,7 @@ different request is refused (IdempotencyKeyReuse). Answers that say "retry"
 freed, so a retry with it runs the request.
 
 Where records are kept is a port (IdempotencyRecords); the HTTP entry point
-translates requests and answers (techbank_site.api.idempotency).
+translates requests and answers (entrypoints.drf.idempotency).
 """
 
 import abc

@@ -5,7 +5,7 @@ withdrawals (quick: 50 and 300). Each subject runs it in its own process, on a
 fresh database, and is timed from the first command to the last (setup and
 migrations excluded):
 
-- TechBank: the command bus that techbank_site.bootstrap builds (handlers,
+- TechBank: the command bus that bootstrap builds (handlers,
   repository, event store), with the full stack's publisher: the append's
   outbox rows are left for the relay (its wake-up is a no-op here, there being
   no Redis), so what is timed is the command side. The embedded stack's inline
