@@ -68,6 +68,22 @@ def test_the_domain_imports_only_the_standard_library_and_itself(product_imports
     assert _where(outside) == ""
 
 
+def test_the_service_layer_knows_the_adapters_only_through_its_ports(product_imports):
+    service_layer = [i for i in product_imports if i.source.parts[:2] == ("accounts", "service_layer")]
+    assert service_layer, "the service layer's files were not read"
+    assert (
+        _where(i for i in service_layer if i.module.startswith(("accounts.adapters", "accounts.models", "django")))
+        == ""
+    )
+
+
+def test_the_read_side_takes_only_the_domain_of_the_command_side(product_imports):
+    from_accounts = [
+        i for i in product_imports if i.source.parts[0] == "projections" and top_level(i.module) == "accounts"
+    ]
+    assert _where(i for i in from_accounts if not i.module.startswith("accounts.domain")) == ""
+
+
 # The checker itself: it must see what the rules forbid.
 
 
