@@ -13,9 +13,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from projections import selectors
+from projections.dead_letter_retry import retry_dead_letters
 from projections.dead_letters import dead_letters_resolve
 from projections.models import AccountSummary, DeadLetter, LedgerEntry
-from projections.services import retry_dead_letters
 from techbank_site import bootstrap
 from techbank_site.read_only_admin import ReadOnlyModelAdmin
 

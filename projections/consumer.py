@@ -7,7 +7,7 @@ from django.conf import settings
 
 from eventstore.store import EventStore
 from eventstore.transports.base import EventSubscription
-from projections.services import project_deliveries
+from projections.projection import project_deliveries
 
 logger = logging.getLogger(__name__)
 

@@ -123,9 +123,10 @@ def kafka_authentication() -> dict[str, Any]:
 
 
 def _project(events):
-    from projections.services import project_events_isolating_poison
+    from projections.models import DeadLetterSource
+    from projections.projection import project_from_store
 
-    return project_events_isolating_poison(events=events, event_store=event_store())
+    return project_from_store(events=events, event_store=event_store(), source=DeadLetterSource.IN_PROCESS)
 
 
 def _nudge_relay():

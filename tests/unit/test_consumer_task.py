@@ -11,12 +11,12 @@ from eventstore.backends.memory import InMemoryEventStore
 from eventstore.store import NewEvent
 from eventstore.transports.memory import InMemoryTransport
 from projections import consumer, tasks
-from projections.services import ProjectionOutcome
+from projections.projection import ProjectionOutcome
 from techbank_site import bootstrap
 
 
 class ReadDatabaseDownOnce:
-    """Stands in for projections.services.project_deliveries: fails the first batch as a database outage would.
+    """Stands in for projections.projection.project_deliveries: fails the first batch as a database outage would.
 
     It records the batches the task handed it once the database was back; what it returns is made up.
     """
