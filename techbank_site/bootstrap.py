@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from accounts.adapters.publishers import InProcessPublisher, RelayNudgePublisher
+from accounts.adapters.publishers import RelayNudgePublisher
 from accounts.adapters.repository import BankAccountRepository
 from accounts.service_layer.command_bus import RECENT_ACCOUNTS, CommandBus
 from accounts.service_layer.publisher import EventPublisher
@@ -122,15 +122,20 @@ def kafka_authentication() -> dict[str, Any]:
     }
 
 
-def _project(events):
-    from projections.models import DeadLetterSource
-    from projections.projection import project_from_store
-
-    return project_from_store(events=events, event_store=event_store(), source=DeadLetterSource.IN_PROCESS)
-
-
 def _nudge_relay():
     relay_nudges().nudge()
+
+
+# The embedded stack (TECHBANK_EVENT_BUS=inline): the relay and the consumer, run in the command's thread.
+@_built_once
+def in_process_event_path():
+    from eventstore.in_process_relay_lock import InProcessRelayLock
+    from eventstore.transports.in_process import InProcessTransport
+    from projections.in_process_path import InProcessEventPath
+
+    return InProcessEventPath(
+        event_store=event_store(), transport=InProcessTransport(), relay_lock=InProcessRelayLock()
+    )
 
 
 @_built_once
@@ -138,7 +143,7 @@ def command_bus() -> CommandBus:
     backend = settings.TECHBANK_EVENT_BUS
     publisher: EventPublisher
     if backend == "inline":
-        publisher = InProcessPublisher(event_store(), _project)
+        publisher = RelayNudgePublisher(in_process_event_path().relay_and_consume)
     elif backend == "kafka":
         publisher = RelayNudgePublisher(_nudge_relay)
     else:
@@ -256,5 +261,6 @@ def close_projection_subscription() -> None:
 def reset() -> None:
     """Forget built objects (tests that change settings call this)."""
     close_projection_subscription()
-    for built in (event_store, snapshot_store, account_repository, event_transport, command_bus, relay_nudges):
+    built_objects = (event_store, snapshot_store, account_repository, event_transport, command_bus, relay_nudges)
+    for built in (*built_objects, in_process_event_path):
         built.cache_clear()

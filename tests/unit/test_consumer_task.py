@@ -25,7 +25,7 @@ class ReadDatabaseDownOnce:
         self.down = True
         self.projected = []
 
-    def __call__(self, *, deliveries, event_store):
+    def __call__(self, *, deliveries, event_store, source):
         if self.down:
             self.down = False
             raise OperationalError("read database down")

@@ -120,7 +120,7 @@ class RecordingProjector:
         self.batches = []
         self.fail_times = fail_times
 
-    def __call__(self, *, deliveries, event_store):
+    def __call__(self, *, deliveries, event_store, source):
         if self.fail_times:
             self.fail_times -= 1
             raise OperationalError("read database down")
