@@ -230,7 +230,7 @@ def worker_companions(worker: str) -> list[list[str]]:
     """
     if settings.TECHBANK_EVENT_BUS == "kafka":
         return [["relay_outbox", "--follow"], ["run_projection_consumer", "--member-id", f"{worker}-projector"]]
-    return []  # inline: the request projects; nothing to relay or consume
+    return []  # inline: the request's thread relays and consumes (in_process_event_path)
 
 
 def projection_member_id() -> str:

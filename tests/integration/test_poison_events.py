@@ -348,7 +348,7 @@ def test_a_rebuild_stops_a_poisoned_account_before_the_poison_and_records_it(api
         for h in ("Poisoned", "Healthy")
     ]
     poison_event, _ = store.append(accounts[0], 1, [frozen(), deposited()])
-    api.post(f"/api/accounts/{accounts[1]}/deposits", {"amount": "1.00"}, format="json")  # drains the outbox
+    api.post(f"/api/accounts/{accounts[1]}/deposits", {"amount": "1.00"}, format="json")  # relays the outbox
     DeadLetter.objects.all().delete()
 
     out = StringIO()

@@ -256,7 +256,7 @@ def test_verify_read_model_reports_every_differing_account_with_its_reasons(api)
     # An event no projector knows: the live projection sets it aside, and the account waits at version 4.
     poison = NewEvent(uuid.uuid4(), "FundsFrozen", {"reason": "court order"}, timezone.now(), {})
     store.append(accounts["stuck"], 4, [poison])
-    api.post(f"/api/accounts/{accounts['untouched']}/deposits", {"amount": "1.00"}, format="json")  # drains the outbox
+    api.post(f"/api/accounts/{accounts['untouched']}/deposits", {"amount": "1.00"}, format="json")  # relays the outbox
     assert AccountSummary.objects.get(id=accounts["stuck"]).version == 4
 
     report = {d.account_id: d.reasons for d in read_model_differences(event_store=store)}
