@@ -72,14 +72,17 @@ class InProcessEventPath:
             logger.exception("the outbox could not be relayed and projected; it waits for the next command")
 
     def consume_all(self) -> int:
-        """Apply what the in-process topic holds until it is empty; returns how many messages were received."""
+        """Apply what the in-process topic holds until its consumer has committed it all; returns how many."""
         received = 0
-        while batch := consume_batch(
-            subscription=self.subscription,
-            event_store=self.event_store,
-            timeout_ms=0,
-            source=DeadLetterSource.IN_PROCESS,
-        ).received:
+        while self.transport.uncommitted():  # asked of the topic: no empty poll to find out
+            batch = consume_batch(
+                subscription=self.subscription,
+                event_store=self.event_store,
+                timeout_ms=0,
+                source=DeadLetterSource.IN_PROCESS,
+            ).received
+            if not batch:  # another group's (none here): nothing of ours to wait for
+                break
             received += batch
         return received
 

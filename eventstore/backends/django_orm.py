@@ -241,7 +241,15 @@ class DjangoEventStore(EventStore):
         return self._records().count()
 
     def unpublished(self, limit=500):
-        return _stored_events(self._records().filter(outboxentry__isnull=False).order_by("position")[:limit])
+        # The relay reads this after every command on the embedded stack: the rows are converted as
+        # read_all converts them, for a fraction of the ORM's converters' time.
+        connection = connections[self.using]
+        records = self._records().filter(outboxentry__isnull=False).order_by("position").values_list(*_COLUMNS)
+        sql, params = records[:limit].query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        return _events_from_rows(rows, connection.timezone) if rows else []
 
     def mark_published(self, event_ids):
         OutboxEntry.objects.using(self.using).filter(stored_event__event_id__in=list(event_ids)).delete()
