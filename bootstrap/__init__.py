@@ -13,13 +13,13 @@ through the installed one. Nothing here is global: a test builds its own.
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
 from accounts.adapters.idempotency_records import DjangoIdempotencyRecords
-from accounts.adapters.publishers import InProcessPublisher, RelayNudgePublisher
+from accounts.adapters.publishers import RelayNudgePublisher
 from accounts.adapters.repository import BankAccountRepository
 from accounts.adapters.unit_of_work import EventStoreUnitOfWork
 from accounts.service_layer.command_bus import CommandBus
@@ -33,6 +33,9 @@ from eventstore.store import EventStore
 from eventstore.transports.base import EventTransport
 
 __all__ = ["Services", "bootstrap", "kafka_authentication"]
+
+if TYPE_CHECKING:
+    from projections.in_process_path import InProcessEventPath
 
 T = TypeVar("T")
 
@@ -143,18 +146,29 @@ class Services:
 
     def _build_bus(self) -> CommandBus:
         publisher: EventPublisher
+        # Both stacks: once the command has committed, wake the relay. Full stack: a nudge to the
+        # relay process; embedded: the relay and the consumer run now, in the command's thread.
         if self.full_stack:
             publisher = RelayNudgePublisher(lambda: self.relay_nudges.nudge())
         else:
-            publisher = InProcessPublisher(self.event_store, self._project)
+            publisher = RelayNudgePublisher(self.in_process_event_path.relay_and_consume)
         return CommandBus(
             uow=self.unit_of_work, publisher=publisher, max_attempts=self.config.TECHBANK_COMMAND_MAX_ATTEMPTS
         )
 
-    def _project(self, events):
-        from projections.services import project_events_isolating_poison
+    @property
+    def in_process_event_path(self) -> "InProcessEventPath":
+        """The embedded stack's relay and consumer (TECHBANK_EVENT_BUS=inline), over an in-process transport."""
+        return self._once("in_process_event_path", self._build_in_process_event_path)
 
-        return project_events_isolating_poison(events=events, event_store=self.event_store)
+    def _build_in_process_event_path(self) -> "InProcessEventPath":
+        from eventstore.in_process_relay_lock import InProcessRelayLock
+        from eventstore.transports.in_process import InProcessTransport
+        from projections.in_process_path import InProcessEventPath
+
+        return InProcessEventPath(
+            event_store=self.event_store, transport=InProcessTransport(), relay_lock=InProcessRelayLock()
+        )
 
     # -- the full stack: Kafka, the relay ------------------------------------
     @property

@@ -7,7 +7,8 @@ from django.conf import settings
 
 from eventstore.store import EventStore
 from eventstore.transports.base import EventSubscription
-from projections.services import project_deliveries
+from projections.models import DeadLetterSource
+from projections.projection import project_deliveries
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,12 @@ class BatchOutcome:
 
 
 def consume_batch(
-    *, subscription: EventSubscription, event_store: EventStore, max_records: int | None = None, timeout_ms: int = 1000
+    *,
+    subscription: EventSubscription,
+    event_store: EventStore,
+    max_records: int | None = None,
+    timeout_ms: int = 1000,
+    source: str = DeadLetterSource.KAFKA,
 ) -> BatchOutcome:
     """Poll one batch (settings.TECHBANK_PROJECTION_BATCH messages at most), apply it, and only then commit the offsets.
 
@@ -33,6 +39,7 @@ def consume_batch(
     table before the commit, and the line moves on; an infrastructure error
     (the read database down) propagates, and the batch is not committed: the
     subscription goes back to the last commit, so the next poll returns it again.
+    Dead letters say they came from `source` (the Kafka topic, or the embedded stack's in-process one).
     """
     # A batch is one read-model transaction, whose cost (locking the summaries, two writes,
     # the commit) its events share.
@@ -42,7 +49,7 @@ def consume_batch(
     if not deliveries:
         return outcome
     try:
-        projected = project_deliveries(deliveries=deliveries, event_store=event_store)
+        projected = project_deliveries(deliveries=deliveries, event_store=event_store, source=source)
     except Exception:
         # Not applied, so not to be committed, and this member has already read past it:
         # go back to the last commit, or the next commit would skip it.

@@ -3,7 +3,7 @@
 Recording is an upsert on `dedup_key` (the event id, or a hash of the raw bytes
 of a message that does not decode), so a poison message delivered again (the
 bus is at-least-once) stays one row and counts one more attempt. Which events
-are poison, and retrying them, is projection work: see projections.services.
+are poison is projection work (projections.projection); retrying them is projections.dead_letter_retry.
 """
 
 import base64

@@ -32,44 +32,37 @@ start, and the old one, if it wakes, finds it no longer owns the job and stops.
 """
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from itertools import islice
 from typing import Any
 from uuid import UUID
 
-from django.db import DEFAULT_DB_ALIAS, Error, IntegrityError, OperationalError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, Error, IntegrityError, connections, transaction
 from django.utils import timezone
 
 from eventstore.store import EventStore
 from projections import dead_letters
-from projections.models import AccountSummary, DeadLetterSource, RebuildJob, RebuildStatus
-from projections.replay import REPLAY_BATCH_SIZE, Replay, read_ahead, sqlite_page_cache
-from projections.services import (
-    LIVE_TABLES,
+from projections.adapters.read_model_writer import (
+    COPY_TABLES,
+    RETIRED_TABLES,
     ReadModelTables,
     ledger_writer,
-    project_events_isolating_poison,
+    sqlite_page_cache,
     summary_writer,
+    vendor_tables,
 )
+from projections.models import AccountSummary, DeadLetterSource, RebuildJob, RebuildStatus
+from projections.projection import project_from_store
+from projections.replay import REPLAY_BATCH_SIZE, Replay, read_ahead
 
 logger = logging.getLogger(__name__)
 
-COPY_TABLES = ReadModelTables(summary=f"{LIVE_TABLES.summary}__rebuild", ledger=f"{LIVE_TABLES.ledger}__rebuild")
-RETIRED_TABLES = ReadModelTables(summary=f"{LIVE_TABLES.summary}__retired", ledger=f"{LIVE_TABLES.ledger}__retired")
-# Each live table beside its copy.
-LIVE_AND_COPY = ((LIVE_TABLES.summary, COPY_TABLES.summary), (LIVE_TABLES.ledger, COPY_TABLES.ledger))
 # A running job that has shown no progress for this long was abandoned (its process died).
 ABANDONED_AFTER = timedelta(minutes=2)
 # Catch-up rounds before the swap; a round that finds fewer new events than CATCH_UP_QUIET ends them.
 CATCH_UP_ROUNDS = 5
 CATCH_UP_QUIET = 1_000
-# MySQL/MariaDB: how long the RENAME waits for transactions on the live tables to end, and how often
-# it tries. While it waits, new queries on those tables queue behind it: it must not wait long.
-SWAP_LOCK_WAIT_SECONDS = 5
-SWAP_ATTEMPTS = 12
-MYSQL_LOCK_WAIT_TIMEOUT = 1205
 
 
 class RebuildAlreadyRunning(Exception):
@@ -194,7 +187,7 @@ def _rebuild_blue_green(event_store: EventStore, progress: _JobProgress) -> None
     if connection.in_atomic_block:
         raise RuntimeError("a rebuild runs short transactions of its own: call it outside a transaction")
     progress.beat()  # still ours: a job declared abandoned must not touch another's tables
-    tables = _vendor_tables(connection)
+    tables = vendor_tables(connection)
     tables.drop(COPY_TABLES)  # what a rebuild that died left behind
     tables.drop(RETIRED_TABLES)
     tables.create_copies()
@@ -207,7 +200,12 @@ def _rebuild_blue_green(event_store: EventStore, progress: _JobProgress) -> None
                 caught_up, position = _catch_up(COPY_TABLES, event_store, position, progress)
                 if caught_up < CATCH_UP_QUIET:
                     break
-            tables.swap_in(event_store, position, progress)
+            tables.swap_in(
+                catch_up=lambda target, reference: _catch_up_before_or_after_the_swap(
+                    target, reference, event_store, position, progress
+                ),
+                still_ours=progress.beat,
+            )
     except RebuildAbandoned:
         raise  # the copies are the next rebuild's now
     except BaseException:
@@ -258,13 +256,19 @@ def _catch_up(
     caught_up = 0
     events = event_store.read_all(after_position=position, batch_size=REPLAY_BATCH_SIZE)
     while batch := list(islice(events, REPLAY_BATCH_SIZE)):
-        project_events_isolating_poison(
-            events=batch, event_store=event_store, source=DeadLetterSource.REBUILD, tables=tables
-        )
+        project_from_store(events=batch, event_store=event_store, source=DeadLetterSource.REBUILD, tables=tables)
         position = max(position, batch[-1].position or 0)
         caught_up += len(batch)
         progress.advance(len(batch))
     return caught_up, position
+
+
+def _catch_up_before_or_after_the_swap(
+    target: ReadModelTables, reference: ReadModelTables, event_store: EventStore, position: int, progress: _JobProgress
+) -> None:
+    """Catch `target` up with the store after `position`, then with every account `reference` holds further along."""
+    _catch_up(target, event_store, position, progress)
+    _catch_up_accounts_further_along(target=target, reference=reference, event_store=event_store, progress=progress)
 
 
 def _catch_up_accounts_further_along(
@@ -289,102 +293,5 @@ def _catch_up_accounts_further_along(
         stream_id = str(UUID(str(account_id)))
         events = event_store.load_stream(stream_id, after_version=version)
         if events:
-            project_events_isolating_poison(
-                events=events, event_store=event_store, source=DeadLetterSource.REBUILD, tables=target
-            )
+            project_from_store(events=events, event_store=event_store, source=DeadLetterSource.REBUILD, tables=target)
     return len(behind)
-
-
-def _vendor_tables(connection) -> "_SqliteTables | _MysqlTables":
-    if connection.vendor == "sqlite":
-        return _SqliteTables(connection)
-    if connection.vendor == "mysql":
-        return _MysqlTables(connection)
-    raise NotImplementedError(f"rebuilding the read model on {connection.vendor} (SQLite and MySQL/MariaDB only)")
-
-
-class _VendorTables:
-    """What a rebuild does to the read model's tables that each database does its own way."""
-
-    def __init__(self, connection):
-        self.connection = connection
-        self.quote = connection.ops.quote_name
-
-    def drop(self, tables: ReadModelTables) -> None:
-        with self.connection.cursor() as cursor:
-            for table in (tables.summary, tables.ledger):
-                cursor.execute(f"DROP TABLE IF EXISTS {self.quote(table)}")
-
-
-class _SqliteTables(_VendorTables):
-    def create_copies(self) -> None:
-        """Tables as the live ones were created (their own CREATE TABLE, renamed), without secondary indexes."""
-        with self.connection.cursor() as cursor:
-            for live, copy in LIVE_AND_COPY:
-                cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = %s", [live])
-                (create,) = cursor.fetchone()
-                prefix = f"CREATE TABLE {self.quote(live)} "
-                if not create.startswith(prefix):
-                    raise RuntimeError(f"unexpected definition of {live}: {create[:80]}")
-                cursor.execute(f"CREATE TABLE {self.quote(copy)} " + create[len(prefix) :])
-
-    def swap_in(self, event_store: EventStore, position: int, progress: _JobProgress) -> None:
-        # IMMEDIATE (settings.SQLITE_OPTIONS): the write lock from the start, so no
-        # projection runs between the last catch-up and the swap.
-        started = time.monotonic()
-        with transaction.atomic(using=self.connection.alias):
-            _catch_up(COPY_TABLES, event_store, position, progress)
-            _catch_up_accounts_further_along(
-                target=COPY_TABLES, reference=LIVE_TABLES, event_store=event_store, progress=progress
-            )
-            with self.connection.cursor() as cursor:
-                for live, copy in LIVE_AND_COPY:
-                    cursor.execute(
-                        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = %s AND sql IS NOT NULL",
-                        [live],
-                    )
-                    indexes = [sql for (sql,) in cursor.fetchall()]
-                    cursor.execute(f"DROP TABLE {self.quote(live)}")
-                    cursor.execute(f"ALTER TABLE {self.quote(copy)} RENAME TO {self.quote(live)}")
-                    for create_index in indexes:  # under their own names, now free again
-                        cursor.execute(create_index)
-        logger.info("rebuild: swapped in; writers waited for %.2f s", time.monotonic() - started)
-
-
-class _MysqlTables(_VendorTables):
-    def create_copies(self) -> None:
-        with self.connection.cursor() as cursor:
-            for live, copy in LIVE_AND_COPY:
-                cursor.execute(f"CREATE TABLE {self.quote(copy)} LIKE {self.quote(live)}")
-
-    def swap_in(self, event_store: EventStore, position: int, progress: _JobProgress) -> None:
-        q = self.quote
-        rename = (
-            f"RENAME TABLE {q(LIVE_TABLES.summary)} TO {q(RETIRED_TABLES.summary)}, "
-            f"{q(COPY_TABLES.summary)} TO {q(LIVE_TABLES.summary)}, "
-            f"{q(LIVE_TABLES.ledger)} TO {q(RETIRED_TABLES.ledger)}, "
-            f"{q(COPY_TABLES.ledger)} TO {q(LIVE_TABLES.ledger)}"
-        )
-        started = time.monotonic()
-        with self.connection.cursor() as cursor:
-            cursor.execute("SET SESSION lock_wait_timeout = %s", [SWAP_LOCK_WAIT_SECONDS])
-            try:
-                for attempt in range(1, SWAP_ATTEMPTS + 1):
-                    try:
-                        cursor.execute(rename)
-                        break
-                    except OperationalError as error:
-                        if error.args[:1] != (MYSQL_LOCK_WAIT_TIMEOUT,) or attempt == SWAP_ATTEMPTS:
-                            raise
-                        logger.info("rebuild: the swap waited for a long transaction (attempt %d); again", attempt)
-                        progress.beat()
-            finally:
-                cursor.execute("SET SESSION lock_wait_timeout = DEFAULT")
-        logger.info("rebuild: swapped in (the RENAME took %.2f s)", time.monotonic() - started)
-        # The live projection wrote the old tables until the swap: what it applied
-        # there after the last catch-up is applied to the new ones now, beside it.
-        _catch_up(LIVE_TABLES, event_store, position, progress)
-        _catch_up_accounts_further_along(
-            target=LIVE_TABLES, reference=RETIRED_TABLES, event_store=event_store, progress=progress
-        )
-        self.drop(RETIRED_TABLES)

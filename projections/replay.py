@@ -8,22 +8,19 @@ projection makes of the same events.
 import queue
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import islice
 from typing import TypeVar
 from uuid import UUID
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connections
 
 from eventstore.store import EventStore, StoredEvent
 from projections.models import AccountSummary
+from projections.projection import EventNotApplicable, apply_one_event
 from projections.projectors import LedgerRow
-from projections.services import EventNotApplicable, apply_one_event
 
 # How many events a replay (rebuild, verification) reads from the store and writes at a time.
 REPLAY_BATCH_SIZE = 10_000
-# The page cache of a replay's SQLite connection, in KiB (its memory grows by up to that much).
-SQLITE_REPLAY_CACHE_KIB = 128 * 1024
 
 
 class Replay:
@@ -131,26 +128,3 @@ def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
     finally:
         stopped.set()
         producer.join()
-
-
-@contextmanager
-def sqlite_page_cache(kib: int = SQLITE_REPLAY_CACHE_KIB, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
-    """On SQLite, a page cache of `kib` KiB for the connection while this lasts (elsewhere, nothing).
-
-    A replay makes millions of inserts at random places of the ledger's
-    indexes: they thrash SQLite's default 2 MB cache (twice the CPU time, and
-    pages spilled to disk). Memory grows by up to `kib`, whatever the number of events.
-    """
-    connection = connections[using]
-    if connection.vendor != "sqlite":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("PRAGMA cache_size")
-        (previous,) = cursor.fetchone()
-        cursor.execute(f"PRAGMA cache_size = -{int(kib)}")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"PRAGMA cache_size = {int(previous)}")

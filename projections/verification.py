@@ -21,9 +21,9 @@ from django.db.models.functions import Cast
 
 from eventstore.store import EventStore
 from projections import dead_letters
+from projections.adapters.read_model_writer import SUMMARY_FIELDS
 from projections.models import AccountSummary, DeadLetter, DeadLetterStatus, LedgerEntry
 from projections.replay import REPLAY_BATCH_SIZE, Replay
-from projections.services import SUMMARY_FIELDS
 
 DIGESTED_COLUMNS = ("version", "event_id", "kind", "amount", "balance_after", "occurred_at")
 # The ledger's ids as text (32 hex digits; MariaDB's native uuid type: 36, with dashes): making a UUID

@@ -15,9 +15,9 @@ from django.utils.http import urlencode
 from entrypoints.admin.read_only import ReadOnlyModelAdmin
 from entrypoints.wiring import services
 from projections import selectors
+from projections.dead_letter_retry import retry_dead_letters
 from projections.dead_letters import dead_letters_resolve
 from projections.models import AccountSummary, DeadLetter, LedgerEntry
-from projections.services import retry_dead_letters
 
 logger = logging.getLogger(__name__)
 

@@ -33,14 +33,14 @@ class InMemoryTransport(EventTransport):
         if partitions < 1:
             raise ValueError("a topic needs at least one partition")
         self._changed = threading.Condition()  # guards everything below; notified on every send
-        self._partitions: list[list[tuple[bytes | None, bytes]]] = [[] for _ in range(partitions)]
+        self._partitions: list[_PartitionLog] = [_PartitionLog() for _ in range(partitions)]
         self._groups: dict[str, _Group] = {}
         self._keyless = itertools.count()
 
     def send(self, events: Sequence[StoredEvent]) -> None:
         with self._changed:
             for event in events:
-                self._append(*envelope.encode(event))
+                self._append(*envelope.encode(event), sent=self._kept_beside_its_bytes(event))
             self._changed.notify_all()
 
     def send_raw(self, key: bytes | None, value: bytes) -> None:
@@ -61,8 +61,45 @@ class InMemoryTransport(EventTransport):
         count = len(self._partitions)
         return zlib.crc32(key) % count if key is not None else next(self._keyless) % count
 
-    def _append(self, key: bytes | None, value: bytes) -> None:
-        self._partitions[self.partition_for(key)].append((key, value))
+    def _append(self, key: bytes | None, value: bytes, *, sent: StoredEvent | None = None) -> None:
+        self._partitions[self.partition_for(key)].append((key, value, sent))
+
+    def _kept_beside_its_bytes(self, event: StoredEvent) -> StoredEvent | None:
+        """None: a receiver gets what it decodes from the bytes, as from a broker (the tests rely on that)."""
+        return None
+
+    def _delivery(
+        self, key: bytes | None, value: bytes, sent: StoredEvent | None, partition: int, offset: int
+    ) -> Delivery:
+        return delivery_of(key, value, partition, offset)
+
+    def _committed(self) -> None:
+        """A group committed (called holding `_changed`); this topic keeps every message, so nothing to do."""
+
+
+class _PartitionLog:
+    """One partition's messages, at consecutive offsets from `first` (those before it were dropped, if any)."""
+
+    def __init__(self):
+        self.first = 0
+        self.messages: list[tuple[bytes | None, bytes, StoredEvent | None]] = []  # key, value, the event sent
+
+    @property
+    def end(self) -> int:
+        """The offset the next message gets."""
+        return self.first + len(self.messages)
+
+    def append(self, message: tuple[bytes | None, bytes, StoredEvent | None]) -> None:
+        self.messages.append(message)
+
+    def at(self, offset: int) -> tuple[bytes | None, bytes, StoredEvent | None]:
+        return self.messages[offset - self.first]
+
+    def drop_before(self, offset: int) -> None:
+        dropped = min(offset, self.end) - self.first
+        if dropped > 0:
+            del self.messages[:dropped]
+            self.first += dropped
 
 
 class _Group:
@@ -123,6 +160,7 @@ class InMemorySubscription(EventSubscription):
             self._check_open()
             self._group.committed.update(self.uncommitted)
             self.uncommitted = {}
+            self._transport._committed()
 
     def rewind(self) -> None:
         with self._transport._changed:
@@ -141,10 +179,9 @@ class InMemorySubscription(EventSubscription):
         deliveries: list[Delivery] = []
         for partition in sorted(self.positions):
             log = self._transport._partitions[partition]
-            start = self.positions[partition]
-            for offset in range(start, min(len(log), start + max_records - len(deliveries))):
-                key, value = log[offset]
-                deliveries.append(delivery_of(key, value, partition, offset))
+            start = max(self.positions[partition], log.first)  # what was dropped cannot be read
+            for offset in range(start, min(log.end, start + max_records - len(deliveries))):
+                deliveries.append(self._transport._delivery(*log.at(offset), partition, offset))
             if len(deliveries) > 0 and deliveries[-1].partition == partition:
                 self.positions[partition] = self.uncommitted[partition] = deliveries[-1].offset + 1
         return deliveries

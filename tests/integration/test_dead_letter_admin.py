@@ -45,7 +45,7 @@ def poisoned(api):
             NewEvent(uuid.uuid4(), "FundsDeposited", {"amount": "1.00"}, now, {}),
         ],
     )
-    # Any command drains the outbox in process: the poison goes to the dead-letter table.
+    # Any command relays and consumes the outbox in process: the poison goes to the dead-letter table.
     api.post(
         "/api/accounts/", {"holder": "Bystander", "account_type": "CURRENT", "opening_balance": "1.00"}, format="json"
     )

@@ -6,7 +6,7 @@ import pytest
 from django.db import OperationalError
 
 from entrypoints import wiring
-from projections import services
+from projections import projection
 from projections.models import AccountSummary
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,7 +29,7 @@ def test_a_failed_projection_keeps_the_events_and_the_next_command_catches_up(ap
     def broken(summary, event):
         raise OperationalError("read database unavailable")  # not the event's fault: it is not dead-lettered
 
-    monkeypatch.setattr(services, "apply_event", broken)
+    monkeypatch.setattr(projection, "apply_event", broken)
     response = api.post(f"/api/accounts/{account['id']}/deposits", {"amount": "2.00"}, format="json")
     assert response.status_code == 200 and response.json()["balance"] == "3.00"  # the command happened
     assert AccountSummary.objects.get(id=account["id"]).balance == Decimal("1.00")  # the read side lags

@@ -19,12 +19,14 @@ from eventstore.backends.memory import InMemoryEventStore
 from eventstore.relay import relay_outbox
 from eventstore.store import NewEvent
 from eventstore.transports.memory import InMemoryTransport
-from projections import projectors, services
+from projections import projection, projectors
 from projections.consumer import consume_batch
+from projections.dead_letter_retry import retry_dead_letters
 from projections.dead_letters import dead_letter_raw
-from projections.models import AccountSummary, DeadLetter, DeadLetterStatus, LedgerEntry
-from projections.services import project_events_isolating_poison, retry_dead_letters
+from projections.models import AccountSummary, DeadLetter, DeadLetterSource, DeadLetterStatus, LedgerEntry
+from projections.projection import project_deliveries
 from projections.verification import read_model_differences
+from tests.deliveries import deliveries_of
 from tests.fake_relay_lock import FakeRelayLock
 from tests.wiring import rewire
 
@@ -218,7 +220,7 @@ def test_a_write_refused_for_the_events_values_is_poison_but_a_lost_race_is_not(
         def insert(rows, **tables):
             raise error
 
-        monkeypatch.setattr(services, "ledger_rows_insert", insert)
+        monkeypatch.setattr(projection, "ledger_rows_insert", insert)
 
     refuse(IntegrityError("UNIQUE constraint failed: another projector wrote it first"))
     with pytest.raises(IntegrityError):  # not the event's fault: the batch comes again
@@ -346,7 +348,7 @@ def test_a_rebuild_stops_a_poisoned_account_before_the_poison_and_records_it(api
         for h in ("Poisoned", "Healthy")
     ]
     poison_event, _ = store.append(accounts[0], 1, [frozen(), deposited()])
-    api.post(f"/api/accounts/{accounts[1]}/deposits", {"amount": "1.00"}, format="json")  # drains the outbox
+    api.post(f"/api/accounts/{accounts[1]}/deposits", {"amount": "1.00"}, format="json")  # relays the outbox
     DeadLetter.objects.all().delete()
 
     out = StringIO()
@@ -363,10 +365,12 @@ def test_a_rebuild_stops_a_poisoned_account_before_the_poison_and_records_it(api
     ]
 
 
-def test_direct_projection_of_events_dead_letters_in_process_by_default():
+def test_projected_deliveries_dead_letter_as_from_the_source_they_came_from():
     store = InMemoryEventStore()
     account = str(uuid.uuid4())
     events = store.append(account, 0, [opened(), frozen()])
-    outcome = project_events_isolating_poison(events=events + events, event_store=store)  # a duplicate too
+    outcome = project_deliveries(
+        deliveries=deliveries_of(events + events), event_store=store, source=DeadLetterSource.IN_PROCESS
+    )  # a duplicate too
     assert (outcome.applied, outcome.dead_lettered) == (1, 1)
     assert DeadLetter.objects.get().source == "in-process"

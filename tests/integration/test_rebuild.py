@@ -14,7 +14,9 @@ from django.utils import timezone
 
 from entrypoints.wiring import services
 from projections.models import AccountSummary, LedgerEntry
+from projections.projection import project_deliveries
 from projections.verification import read_model_differences
+from tests.deliveries import deliveries_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,17 +87,13 @@ def test_rebuild_restores_a_damaged_read_model_and_reports_what_it_replayed(busy
 
 
 def test_projecting_the_same_events_twice_changes_nothing(busy_bank):
-    from projections.services import project_events
-
     live = read_model_snapshot()
     everything = list(services().event_store.read_all())
-    assert project_events(events=everything, event_store=services().event_store) == 0
+    assert project_deliveries(deliveries=deliveries_of(everything), event_store=services().event_store).applied == 0
     assert read_model_snapshot() == live
 
 
 def test_events_projected_out_of_order_fill_the_gap_from_the_store(api):
-    from projections.services import project_events
-
     account = api.post(
         "/api/accounts/", {"holder": "Gap", "account_type": "SAVINGS", "opening_balance": "1.00"}, format="json"
     ).json()
@@ -105,7 +103,7 @@ def test_events_projected_out_of_order_fill_the_gap_from_the_store(api):
     AccountSummary.objects.all().delete()
     LedgerEntry.objects.all().delete()
     latest = store.load_stream(account["id"])[-1]
-    assert project_events(events=[latest], event_store=store) == 4
+    assert project_deliveries(deliveries=deliveries_of([latest]), event_store=store).applied == 4
     assert AccountSummary.objects.get(id=account["id"]).balance == 4
     assert LedgerEntry.objects.count() == 4
 
@@ -258,7 +256,7 @@ def test_verify_read_model_reports_every_differing_account_with_its_reasons(api)
     # An event no projector knows: the live projection sets it aside, and the account waits at version 4.
     poison = NewEvent(uuid.uuid4(), "FundsFrozen", {"reason": "court order"}, timezone.now(), {})
     store.append(accounts["stuck"], 4, [poison])
-    api.post(f"/api/accounts/{accounts['untouched']}/deposits", {"amount": "1.00"}, format="json")  # drains the outbox
+    api.post(f"/api/accounts/{accounts['untouched']}/deposits", {"amount": "1.00"}, format="json")  # relays the outbox
     assert AccountSummary.objects.get(id=accounts["stuck"]).version == 4
 
     report = {d.account_id: d.reasons for d in read_model_differences(event_store=store)}
@@ -363,15 +361,13 @@ class BusyBank:
                 self.changed.notify_all()
 
     def _consumer(self, _seed: int) -> None:
-        from projections.services import project_events_isolating_poison
-
         store = services().event_store
         position = 0
         while True:
             stopping = self.stop.is_set()  # read first: one more pass after the tellers stop
             events = list(store.read_all(after_position=position, batch_size=50))
             if events:
-                project_events_isolating_poison(events=events, event_store=store)
+                project_deliveries(deliveries=deliveries_of(events), event_store=store)
                 position = events[-1].position
             if stopping and not events:
                 return
@@ -419,14 +415,14 @@ def test_a_rebuild_finishes_while_commands_and_the_consumer_run_and_equals_the_e
 # SQLite serialises writers (IMMEDIATE transactions): two projectors cannot both find an account missing.
 @pytest.mark.mysql_only
 def test_a_projection_that_loses_the_race_for_a_new_account_takes_it_as_already_applied(api, monkeypatch):
-    from projections import services
+    from projections import projection
 
     account_id = open_account_with_deposits(api, "Raced", deposits=2)
     AccountSummary.objects.filter(id=account_id).delete()
     LedgerEntry.objects.filter(account_id=account_id).delete()
     store = services().event_store
     events = store.load_stream(account_id)
-    unapplied = services._unapplied
+    unapplied = projection._unapplied
     rival_done = []
 
     def rival_projects_first(*args):
@@ -440,17 +436,16 @@ def test_a_projection_that_loses_the_race_for_a_new_account_takes_it_as_already_
             assert rival_done[-1] == 3, rival_done
         return pending
 
-    monkeypatch.setattr(services, "_unapplied", rival_projects_first)
-    assert services.project_events(events=events, event_store=store) == 0  # the rival's rows stand
+    monkeypatch.setattr(projection, "_unapplied", rival_projects_first)
+    outcome = projection.project_deliveries(deliveries=deliveries_of(events), event_store=store)
+    assert outcome.applied == 0  # the rival's rows stand
     assert AccountSummary.objects.get(id=account_id).balance == Decimal("13.00")
     assert differing_accounts() == []
 
 
 def _project_on_own_connection(events, store, report):
-    from projections.services import project_events
-
     try:
-        report.append(project_events(events=events, event_store=store))
+        report.append(project_deliveries(deliveries=deliveries_of(events), event_store=store).applied)
     except BaseException as error:  # noqa: BLE001 - returned to the test, which reports it
         report.append(error)
     finally:

@@ -12,6 +12,7 @@ from django.utils import timezone
 from entrypoints.drf.permissions import REBUILD_READ_MODEL, VIEW_ACCOUNTS
 from entrypoints.wiring import services
 from projections import rebuild
+from projections.adapters import read_model_writer
 from projections.models import AccountSummary, RebuildJob
 from projections.rebuild import ABANDONED_AFTER, RebuildAbandoned, rebuild_job_run, rebuild_job_start
 
@@ -102,10 +103,12 @@ def test_a_rebuild_whose_process_stopped_is_taken_over_and_cannot_come_back(api)
 
     # Its process wakes up while another rebuild builds its copies: it no longer owns the job, and touches nothing.
     rebuild_job_start()
-    copies = rebuild._vendor_tables(connection)
+    copies = read_model_writer.vendor_tables(connection)
     copies.create_copies()
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {rebuild.COPY_TABLES.summary} SELECT * FROM {rebuild.LIVE_TABLES.summary}")
+        cursor.execute(
+            f"INSERT INTO {rebuild.COPY_TABLES.summary} SELECT * FROM {read_model_writer.LIVE_TABLES.summary}"
+        )
     try:
         with pytest.raises(RebuildAbandoned):
             rebuild_job_run(job_id=stopped.pk, event_store=services().event_store)

@@ -12,12 +12,12 @@ from eventstore.backends.memory import InMemoryEventStore
 from eventstore.store import NewEvent
 from eventstore.transports.memory import InMemoryTransport
 from projections import consumer
-from projections.services import ProjectionOutcome
+from projections.projection import ProjectionOutcome
 from tests.wiring import rewire
 
 
 class ReadDatabaseDownOnce:
-    """Stands in for projections.services.project_deliveries: fails the first batch as a database outage would.
+    """Stands in for projections.projection.project_deliveries: fails the first batch as a database outage would.
 
     It records the batches the task handed it once the database was back; what it returns is made up.
     """
@@ -26,7 +26,7 @@ class ReadDatabaseDownOnce:
         self.down = True
         self.projected = []
 
-    def __call__(self, *, deliveries, event_store):
+    def __call__(self, *, deliveries, event_store, source):
         if self.down:
             self.down = False
             raise OperationalError("read database down")

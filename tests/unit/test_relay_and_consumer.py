@@ -12,7 +12,7 @@ from eventstore.store import NewEvent
 from eventstore.transports.base import TransportUnavailable
 from eventstore.transports.memory import InMemoryTransport
 from projections import consumer
-from projections.services import ProjectionOutcome
+from projections.projection import ProjectionOutcome
 from tests.fake_relay_lock import FakeRelayLock
 
 
@@ -110,7 +110,7 @@ def test_with_the_broker_down_events_wait_in_the_outbox_and_go_out_once_it_is_ba
 
 
 class RecordingProjector:
-    """Stands in for projections.services.project_deliveries (the read database is tested in integration/).
+    """Stands in for projections.projection.project_deliveries (the read database is tested in integration/).
 
     What it records is what the consumer handed it; what it returns is made up, so the tests
     below assert on the first and on the group's committed offsets, never on the second.
@@ -120,7 +120,7 @@ class RecordingProjector:
         self.batches = []
         self.fail_times = fail_times
 
-    def __call__(self, *, deliveries, event_store):
+    def __call__(self, *, deliveries, event_store, source):
         if self.fail_times:
             self.fail_times -= 1
             raise OperationalError("read database down")
