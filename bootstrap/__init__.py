@@ -19,7 +19,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
 from accounts.adapters.idempotency_records import DjangoIdempotencyRecords
-from accounts.adapters.publishers import RelayNudgePublisher
+from accounts.adapters.relay_nudge_publisher import RelayNudgePublisher
 from accounts.adapters.repository import BankAccountRepository
 from accounts.adapters.unit_of_work import EventStoreUnitOfWork
 from accounts.service_layer.command_bus import CommandBus

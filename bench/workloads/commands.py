@@ -91,7 +91,7 @@ def techbank(*, accounts: int, commands: int, inline_projection: bool = False, m
     from django.conf import settings
     from django.core.management import call_command
 
-    from accounts.adapters.publishers import RelayNudgePublisher
+    from accounts.adapters.relay_nudge_publisher import RelayNudgePublisher
     from accounts.domain.commands import CommandMetadata, DepositFunds, OpenAccount, WithdrawFunds
     from entrypoints.wiring import services
 
