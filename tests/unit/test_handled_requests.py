@@ -72,7 +72,7 @@ def test_a_copy_goes_its_own_way():
         ([["teller", "k-1"]], r"is not \[issued_by, key, time\]"),
         ([["teller", 7, "2026-11-26T09:30:00+00:00"]], "the user and the key must be strings"),
         # A request with no time would be forgotten (has_handled is False), so a retry would move money again.
-        ([["teller", "k-1", None]], "a handled request has no time"),
+        ([["teller", "k-1", None]], "^a handled request has no time$"),
         ([["teller", "k-1", "2026-11-26T09:30:00"]], "has no time zone"),
         (None, "is not a list of handled requests"),
     ],
@@ -81,3 +81,16 @@ def test_a_copy_goes_its_own_way():
 def test_what_to_json_could_not_have_written_is_refused_with_the_reason(entries, problem):
     with pytest.raises((TypeError, ValueError), match=problem):
         HandledRequests.from_json(entries)
+
+
+def test_a_request_noted_one_at_a_time_keeps_its_time():
+    requests = HandledRequests()
+    requests.note(EventMetadata(issued_by="teller", idempotency_key="k-1", occurred_at=AT))
+    assert requests.has_handled("teller", "k-1", since=AT)
+    assert not requests.has_handled("teller", "k-1", since=AT + timedelta(microseconds=1))
+
+
+def test_handled_requests_are_equal_only_to_the_same_requests():
+    assert handled(("teller", "k-1", AT)) == handled(("teller", "k-1", AT))
+    assert handled(("teller", "k-1", AT)) != handled(("teller", "k-2", AT))
+    assert handled(("teller", "k-1", AT)) != [["teller", "k-1", AT.isoformat()]]

@@ -197,3 +197,26 @@ def test_a_long_request_keeps_renewing_its_lease(records, clock):
 
     assert step.run("teller", "k", "fp", slow) == "slow"
     assert len(renewals) >= 2
+    # Each renewal holds the key one lease past the clock's now, not into the past (a retry would take it over).
+    assert set(renewals) == {clock.now + timedelta(seconds=0.06)}
+
+
+def test_a_retry_waits_for_a_first_request_that_finishes_meanwhile_and_gets_its_answer(records, clock):
+    step = IdempotentRequests(records, ttl=timedelta(hours=1), wait_seconds=5, clock=clock)
+    first = records.claim("teller", "k", "fp", now=clock.now, lease_until=clock.now + timedelta(seconds=30))
+    finisher = threading.Timer(0.2, lambda: records.finish(first, OK))
+    finisher.start()
+    request, runs = counting()
+    try:
+        assert step.run("teller", "k", "fp", request) == Replayed(OK)
+    finally:
+        finisher.join()
+    assert runs == []
+
+
+def test_a_claim_whose_lease_ends_exactly_now_is_still_live(step, records, clock):
+    records.claim("teller", "k", "fp", now=clock.now, lease_until=clock.now)
+    request, runs = counting()
+    with pytest.raises(IdempotentRequestInProgress):
+        step.run("teller", "k", "fp", request)
+    assert runs == []
