@@ -220,3 +220,38 @@ def test_a_claim_whose_lease_ends_exactly_now_is_still_live(step, records, clock
     with pytest.raises(IdempotentRequestInProgress):
         step.run("teller", "k", "fp", request)
     assert runs == []
+
+
+def test_a_claim_holds_the_key_one_lease_ahead_of_the_clock(step, records, clock):
+    held_until = []
+
+    def request():
+        [(record, _)] = records.rows.values()
+        held_until.append(record.locked_until)
+        return Outcome("done", OK)
+
+    assert step.run("teller", "k", "fp", request) == "done"
+    assert held_until == [clock.now + step.lease]
+
+
+class FreedBetweenTheClaimAndTheLook(InMemoryIdempotencyRecords):
+    """The first claim meets another request's record, which is gone (a transient answer freed it) by the look."""
+
+    def __init__(self):
+        super().__init__()
+        self.freed_once = False
+
+    def claim(self, owner, key, fingerprint, *, now, lease_until):
+        if not self.freed_once:
+            return None
+        return super().claim(owner, key, fingerprint, now=now, lease_until=lease_until)
+
+    def get(self, owner, key):
+        self.freed_once = True
+        return None
+
+
+def test_a_key_freed_between_the_claim_and_the_look_is_claimed_again_and_the_request_runs(clock):
+    step = IdempotentRequests(FreedBetweenTheClaimAndTheLook(), ttl=timedelta(hours=1), clock=clock)
+    request, runs = counting()
+    assert step.run("teller", "k", "fp", request) == "result 1" and runs == [1]
