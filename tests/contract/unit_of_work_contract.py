@@ -69,6 +69,24 @@ class UnitOfWorkContract:
         ]
         assert moving.pending_events == []
 
+    def test_one_commit_stores_every_account_the_unit_changed(self, new_uow):
+        uow = new_uow()
+        first, second = opened(uow), opened(uow)
+        with uow:
+            uow.accounts.get(first.id).deposit("1.00")
+            uow.accounts.get(second.id).deposit("2.00")
+            stored = uow.commit()
+        assert sorted((e.stream_id, e.version) for e in stored) == sorted([(str(first.id), 2), (str(second.id), 2)])
+
+    def test_starting_a_unit_of_work_inside_another_in_one_thread_is_refused(self, new_uow):
+        uow = new_uow()
+        with uow, pytest.raises(RuntimeError, match=r"^this thread is already in a unit of work$"):
+            uow.start()
+
+    def test_accounts_outside_a_unit_of_work_are_refused(self, new_uow):
+        with pytest.raises(RuntimeError, match=r"^no unit of work: use `with uow:`$"):
+            new_uow().accounts.get(uuid.uuid4())
+
     def test_what_is_not_committed_is_not_stored(self, new_uow):
         uow = new_uow()
         account = opened(uow)

@@ -72,7 +72,7 @@ def test_a_copy_goes_its_own_way():
         ([["teller", "k-1"]], r"is not \[issued_by, key, time\]"),
         ([["teller", 7, "2026-11-26T09:30:00+00:00"]], "the user and the key must be strings"),
         # A request with no time would be forgotten (has_handled is False), so a retry would move money again.
-        ([["teller", "k-1", None]], "^a handled request has no time$"),
+        ([["teller", "k-1", None]], r"^a handled request has no time$"),
         ([["teller", "k-1", "2026-11-26T09:30:00"]], "has no time zone"),
         (None, "is not a list of handled requests"),
     ],

@@ -255,3 +255,29 @@ def test_a_key_freed_between_the_claim_and_the_look_is_claimed_again_and_the_req
     step = IdempotentRequests(FreedBetweenTheClaimAndTheLook(), ttl=timedelta(hours=1), clock=clock)
     request, runs = counting()
     assert step.run("teller", "k", "fp", request) == "result 1" and runs == [1]
+
+
+def test_a_retry_that_takes_over_a_lapsed_claim_holds_the_key_one_lease_ahead(step, records, clock):
+    records.claim("teller", "k", "fp", now=clock.now, lease_until=clock.now - timedelta(seconds=1))
+    held_until = []
+
+    def request():
+        [(record, _)] = records.rows.values()
+        held_until.append(record.locked_until)
+        return Outcome("done", OK)
+
+    assert step.run("teller", "k", "fp", request) == "done"
+    assert held_until == [clock.now + step.lease]
+
+
+def test_a_retry_whose_first_request_freed_the_key_while_it_waited_claims_it_and_runs(records, clock):
+    step = IdempotentRequests(records, ttl=timedelta(hours=1), wait_seconds=5, clock=clock)
+    first = records.claim("teller", "k", "fp", now=clock.now, lease_until=clock.now + timedelta(seconds=30))
+    freer = threading.Timer(0.2, lambda: records.release(first))
+    freer.start()
+    request, runs = counting()
+    try:
+        assert step.run("teller", "k", "fp", request) == "result 1"
+    finally:
+        freer.join()
+    assert runs == [1]
