@@ -3,9 +3,9 @@
 import json
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from django.db import IntegrityError, OperationalError, connections, transaction
 from django.utils import timezone
@@ -100,14 +100,20 @@ class _AppendSql:
 
 
 _INSERTED = ("event_id", "stream_id", "version", "event_type", "data", "metadata", "occurred_at", "recorded_at")
-_append_sql_by_connection: dict[tuple[str, str], _AppendSql] = {}
+# Statements built once per connection (alias and vendor) and kind (_AppendSql, _OutboxSql).
+BuiltOnce = TypeVar("BuiltOnce")
+_statements_by_connection: dict[tuple[str, str, object], object] = {}
+
+
+def _built_for_connection(connection, kind: Callable[[Any], BuiltOnce]) -> BuiltOnce:
+    key = (connection.alias, connection.vendor, kind)
+    if key not in _statements_by_connection:
+        _statements_by_connection[key] = kind(connection)
+    return _statements_by_connection[key]  # type: ignore[return-value]  # built by `kind` just above
 
 
 def _append_sql(connection) -> _AppendSql:
-    key = (connection.alias, connection.vendor)
-    if key not in _append_sql_by_connection:
-        _append_sql_by_connection[key] = _AppendSql(connection)
-    return _append_sql_by_connection[key]
+    return _built_for_connection(connection, _AppendSql)
 
 
 class _OutboxSql:
@@ -139,14 +145,8 @@ class _OutboxSql:
         return f"{self._delete}({marks}))", [i if self.native_uuid else i.hex for i in event_ids]
 
 
-_outbox_sql_by_connection: dict[tuple[str, str], _OutboxSql] = {}
-
-
 def _outbox_sql(connection) -> _OutboxSql:
-    key = (connection.alias, connection.vendor)
-    if key not in _outbox_sql_by_connection:
-        _outbox_sql_by_connection[key] = _OutboxSql(connection)
-    return _outbox_sql_by_connection[key]
+    return _built_for_connection(connection, _OutboxSql)
 
 
 class DjangoEventStore(EventStore):

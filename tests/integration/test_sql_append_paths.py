@@ -15,7 +15,7 @@ from tests.contract.event_store_contract import new_event, stream
 @pytest.fixture(autouse=True)
 def fresh_statements(monkeypatch):
     """The append's statements built afresh, as a new process builds them (they are kept per connection)."""
-    monkeypatch.setattr(django_orm, "_append_sql_by_connection", {})
+    monkeypatch.setattr(django_orm, "_statements_by_connection", {})
 
 
 @pytest.fixture
