@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from projections.in_process_path import InProcessEventPath
 
 T = TypeVar("T")
+_NOT_BUILT = object()
 
 EVENT_STORES = ("sql", "mongo")
 # The parts a caller (a test, a benchmark) may hand bootstrap() ready-made instead of having them built from settings.
@@ -73,6 +74,9 @@ class Services:
         return self.config.TECHBANK_EVENT_BUS == "kafka"
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
+        built = self._built.get(name, _NOT_BUILT)  # every request asks: no lock once it is built
+        if built is not _NOT_BUILT:
+            return built
         with self._building:
             if name not in self._built:
                 self._built[name] = build()
